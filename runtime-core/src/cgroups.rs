@@ -1,0 +1,308 @@
+//! Cgroups for one container, on v1 (incl. hybrid) and v2 hosts.
+//!
+//! Only what this module created is ever removed: the leaf directory made for
+//! the container (and, on a failed create, any parent it had to make).
+//!
+//! We read the hierarchies from `/proc/self/mountinfo` and write the
+//! interface files directly instead of using `cgroups-rs`: version 0.5 pulls in
+//! a whole D-Bus stack (`zbus`) unconditionally, which more than doubles the
+//! shim's build time and size for nothing we use.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::channel::CgroupDir;
+use crate::error::{Error, Result};
+
+/// One mounted hierarchy: its mount point and the name it gets in a container.
+#[derive(Debug, Clone)]
+struct Hierarchy {
+    mount: PathBuf,
+    /// `memory`, `cpu,cpuacct`, `name=systemd`, or `` for the v2 (unified) tree.
+    name: String,
+    v2: bool,
+}
+
+fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::sys("read", "/proc/self/mountinfo", e))?;
+    let mut out = Vec::new();
+    for line in info.lines() {
+        // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let mount = pre.split(' ').nth(4).unwrap_or_default();
+        let mut post = post.split(' ');
+        let fstype = post.next().unwrap_or_default();
+        let superopts = post.nth(1).unwrap_or_default();
+        match fstype {
+            "cgroup2" => out.push(Hierarchy {
+                mount: mount.into(),
+                name: String::new(),
+                v2: true,
+            }),
+            "cgroup" => {
+                let name: Vec<&str> = superopts
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "clone_children" && *o != "noprefix" && *o != "xattr")
+                    .collect();
+                out.push(Hierarchy {
+                    mount: mount.into(),
+                    name: name.join(","),
+                    v2: false,
+                });
+            }
+            _ => {}
+        }
+    }
+    // A hierarchy can be mounted twice; keep the first mount point of each.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|h| seen.insert((h.name.clone(), h.v2)));
+    Ok(out)
+}
+
+#[derive(Debug)]
+pub struct Cgroup {
+    rel: PathBuf,
+    dirs: Vec<(Hierarchy, PathBuf)>,
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let p = dir.join(file);
+    fs::write(&p, value).map_err(|e| Error::sys("write", format!("{} ({value})", p.display()), e))
+}
+
+impl Cgroup {
+    /// Paths of this container's cgroup in every hierarchy (nothing is created).
+    pub fn open(rel: &Path) -> Result<Cgroup> {
+        let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
+        let dirs = hierarchies()?
+            .into_iter()
+            .map(|h| {
+                let d = h.mount.join(&rel);
+                (h, d)
+            })
+            .collect();
+        Ok(Cgroup { rel, dirs })
+    }
+
+    /// Creates the cgroup in every hierarchy and applies `resources`.
+    /// On error everything created so far is removed again.
+    pub fn create(rel: &Path, resources: Option<&LinuxResources>) -> Result<Cgroup> {
+        let cg = Cgroup::open(rel)?;
+        let mut made: Vec<PathBuf> = Vec::new();
+        let res = cg.make_dirs(&mut made).and_then(|_| cg.apply(resources));
+        if let Err(e) = res {
+            for d in made.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    fn make_dirs(&self, made: &mut Vec<PathBuf>) -> Result<()> {
+        for (h, dir) in &self.dirs {
+            let mut cur = h.mount.clone();
+            for comp in self.rel.components() {
+                cur.push(comp);
+                match fs::create_dir(&cur) {
+                    Ok(()) => {
+                        made.push(cur.clone());
+                        // A new v1 cpuset starts empty and refuses tasks until filled from its parent.
+                        if h.name.split(',').any(|c| c == "cpuset") {
+                            let parent = cur.parent().unwrap();
+                            for f in ["cpuset.cpus", "cpuset.mems"] {
+                                let v = fs::read_to_string(parent.join(f))
+                                    .map_err(|e| Error::sys("read", parent.join(f).display(), e))?;
+                                write(&cur, f, v.trim())?;
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::sys("mkdir", cur.display(), e)),
+                }
+            }
+            debug_assert_eq!(&cur, dir);
+        }
+        Ok(())
+    }
+
+    fn dir_of(&self, controller: &str) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|(h, _)| !h.v2 && h.name.split(',').any(|c| c == controller))
+            .map(|(_, d)| d.as_path())
+    }
+
+    fn unified(&self) -> Option<&Path> {
+        self.dirs.iter().find(|(h, _)| h.v2).map(|(_, d)| d.as_path())
+    }
+
+    /// True on a host whose cgroup tree is v2 only.
+    fn v2_only(&self) -> bool {
+        self.dirs.iter().all(|(h, _)| h.v2)
+    }
+
+    /// Applies the resource limits of the spec.
+    pub fn apply(&self, res: Option<&LinuxResources>) -> Result<()> {
+        let Some(res) = res else { return Ok(()) };
+        let v2 = self.v2_only();
+        let unsupported = [
+            ("linux.resources.blockIO", res.block_io().is_some()),
+            ("linux.resources.hugepageLimits", res.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())),
+            ("linux.resources.network", res.network().is_some()),
+            ("linux.resources.rdma", res.rdma().as_ref().is_some_and(|r| !r.is_empty())),
+            ("linux.resources.unified", res.unified().as_ref().is_some_and(|u| !u.is_empty())),
+        ];
+        if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(Error::unsupported(*field, "not supported yet"));
+        }
+        if let Some(mem) = res.memory() {
+            if let Some(limit) = mem.limit() {
+                if v2 {
+                    let v = if limit < 0 { "max".to_string() } else { limit.to_string() };
+                    write(self.unified().unwrap(), "memory.max", &v)?;
+                } else if let Some(d) = self.dir_of("memory") {
+                    write(d, "memory.limit_in_bytes", &limit.to_string())?;
+                }
+            }
+            let other = mem.reservation().is_some()
+                || mem.swap().is_some()
+                || mem.kernel().is_some()
+                || mem.kernel_tcp().is_some()
+                || mem.swappiness().is_some()
+                || mem.disable_oom_killer().is_some();
+            if other {
+                return Err(Error::unsupported(
+                    "linux.resources.memory",
+                    "only memory.limit is supported yet",
+                ));
+            }
+        }
+        if let Some(pids) = res.pids() {
+            let limit = pids.limit();
+            let v = if limit <= 0 { "max".to_string() } else { limit.to_string() };
+            let d = if v2 { self.unified() } else { self.dir_of("pids") };
+            if let Some(d) = d {
+                write(d, "pids.max", &v)?;
+            }
+        }
+        if let Some(cpu) = res.cpu() {
+            if v2 {
+                let d = self.unified().unwrap();
+                if let Some(shares) = cpu.shares() {
+                    // The conversion runc and crun use from shares [2..262144] to weight [1..10000].
+                    let w = 1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142;
+                    write(d, "cpu.weight", &w.to_string())?;
+                }
+                if cpu.quota().is_some() || cpu.period().is_some() {
+                    let q = cpu.quota().filter(|q| *q > 0).map_or("max".to_string(), |q| q.to_string());
+                    write(d, "cpu.max", &format!("{q} {}", cpu.period().unwrap_or(100_000)))?;
+                }
+            } else if let Some(d) = self.dir_of("cpu") {
+                if let Some(shares) = cpu.shares() {
+                    write(d, "cpu.shares", &shares.to_string())?;
+                }
+                if let Some(period) = cpu.period() {
+                    write(d, "cpu.cfs_period_us", &period.to_string())?;
+                }
+                if let Some(quota) = cpu.quota() {
+                    write(d, "cpu.cfs_quota_us", &quota.to_string())?;
+                }
+            }
+            if let Some(d) = if v2 { self.unified() } else { self.dir_of("cpuset") } {
+                if let Some(cpus) = cpu.cpus() {
+                    write(d, "cpuset.cpus", cpus)?;
+                }
+                if let Some(mems) = cpu.mems() {
+                    write(d, "cpuset.mems", mems)?;
+                }
+            }
+            if cpu.realtime_period().is_some() || cpu.realtime_runtime().is_some() {
+                return Err(Error::unsupported("linux.resources.cpu.realtime*", "not supported yet"));
+            }
+        }
+        if let Some(devices) = res.devices().as_ref().filter(|d| !d.is_empty()) {
+            if v2 {
+                return Err(Error::unsupported(
+                    "linux.resources.devices",
+                    "the cgroup v2 device controller needs an eBPF program, which is not built yet",
+                ));
+            }
+            if let Some(d) = self.dir_of("devices") {
+                crate::init::devices::apply_v1_rules(d, devices)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the init must join, and how each hierarchy appears in the container.
+    pub fn dirs(&self) -> Vec<CgroupDir> {
+        self.dirs
+            .iter()
+            .map(|(h, d)| CgroupDir {
+                name: if h.v2 && !self.v2_only() { "unified".into() } else { h.name.clone() },
+                host_dir: d.clone(),
+            })
+            .collect()
+    }
+
+    /// Pids in the cgroup (from the first hierarchy that lists any).
+    pub fn procs(&self) -> Result<Vec<i32>> {
+        let (_, d) = self
+            .dirs
+            .iter()
+            .find(|(h, _)| h.name.contains("pids") || h.v2)
+            .or_else(|| self.dirs.first())
+            .ok_or_else(|| Error::Cgroup {
+                path: self.rel.display().to_string(),
+                msg: "no cgroup hierarchy mounted".into(),
+            })?;
+        let p = d.join("cgroup.procs");
+        let data = match fs::read_to_string(&p) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::sys("read", p.display(), e)),
+        };
+        Ok(data.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Sends `sig` to every process in the cgroup.
+    pub fn signal_all(&self, sig: i32) -> Result<()> {
+        for pid in self.procs()? {
+            // A pid in our own cgroup cannot be recycled outside it between read and kill
+            // only if frozen; a stray signal to a recycled pid would stay inside this
+            // container's cgroup, as runc accepts too.
+            unsafe { libc::kill(pid, sig) };
+        }
+        Ok(())
+    }
+
+    /// Kills what is left and removes the leaf directories (never a parent).
+    pub fn destroy(&self) -> Result<()> {
+        let mut errors = Vec::new();
+        for attempt in 0..50 {
+            let _ = self.signal_all(libc::SIGKILL);
+            errors.clear();
+            for (_, d) in &self.dirs {
+                match fs::remove_dir(d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => errors.push(format!("rmdir {}: {e}", d.display())),
+                }
+            }
+            if errors.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(if attempt < 10 { 5 } else { 20 }));
+        }
+        Err(Error::Cgroup {
+            path: self.rel.display().to_string(),
+            msg: errors.join("; "),
+        })
+    }
+}

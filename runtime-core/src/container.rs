@@ -1,0 +1,201 @@
+//! The parent side of a container's lifecycle, run inside the shim.
+//!
+//! Nothing here forks the (multi-threaded) caller except through
+//! `std::process::Command`, whose child does only `dup2`/`fcntl`/`execve`
+//! before becoming the single-threaded helper (see the crate docs).
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio as StdStdio};
+
+use crate::cgroups::Cgroup;
+use crate::channel::{Channel, FromInit, InitConfig, ToInit};
+use crate::error::{Error, Result};
+use crate::init::CHANNEL_FD;
+pub use crate::pidfd::{ExitStatus, Pidfd};
+use crate::{sealed, spec, HELPER_ARG};
+
+/// The container's stdio; `None` becomes `/dev/null`.
+#[derive(Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+pub struct CreateOpts<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub stdio: Stdio,
+}
+
+/// A created (and maybe started) container. The init is our child: its
+/// [`Pidfd`] is the handle to signal and reap it.
+#[derive(Debug)]
+pub struct Container {
+    id: String,
+    bundle: PathBuf,
+    init: Pidfd,
+    /// Held until `start`: the init blocks on it before `execve`.
+    chan: Option<Channel>,
+    cgroup: Cgroup,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Channel({})", self.raw())
+    }
+}
+
+fn stdio(fd: Option<OwnedFd>) -> StdStdio {
+    fd.map_or(StdStdio::null(), StdStdio::from)
+}
+
+impl Container {
+    /// Creates the container and stops right before `execve` of its process.
+    /// On error nothing is left behind: no cgroup, no process.
+    pub fn create(opts: CreateOpts) -> Result<Container> {
+        let spec = spec::load(opts.bundle)?;
+        spec::check_supported(&spec)?;
+        spec::rootfs(opts.bundle, &spec)?;
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let cgroup = Cgroup::create(&spec::cgroup_path(&spec, opts.id), resources)?;
+        let (id, bundle) = (opts.id.to_string(), opts.bundle.to_path_buf());
+        match spawn_init(opts, &cgroup) {
+            Ok((init, chan)) => Ok(Container {
+                id,
+                bundle,
+                init,
+                chan: Some(chan),
+                cgroup,
+            }),
+            Err(e) => {
+                let _ = cgroup.destroy();
+                Err(e)
+            }
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn bundle(&self) -> &Path {
+        &self.bundle
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.init.pid()
+    }
+
+    /// The init's pidfd: readable once it exited; then call [`Pidfd::try_reap`].
+    pub fn init(&self) -> &Pidfd {
+        &self.init
+    }
+
+    /// Lets the init `execve` the user process.
+    pub fn start(&mut self) -> Result<()> {
+        let chan = self
+            .chan
+            .take()
+            .ok_or_else(|| Error::Protocol(format!("container {} was already started", self.id)))?;
+        chan.send(&ToInit::Start, None)?;
+        // The channel is close-on-exec in the init: EOF means execve succeeded.
+        match chan.recv::<FromInit>()? {
+            None => Ok(()),
+            Some((FromInit::Error(msg), _)) => Err(Error::Init(msg)),
+            Some((other, _)) => Err(Error::Protocol(format!("unexpected {other:?} after start"))),
+        }
+    }
+
+    /// Signals the init, or with `all` every process in the container's cgroup.
+    pub fn kill(&self, sig: i32, all: bool) -> Result<()> {
+        if all {
+            self.cgroup.signal_all(sig)?;
+        }
+        self.init.signal(sig).map(|_| ())
+    }
+
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        self.cgroup.procs()
+    }
+
+    /// Removes what `create` made. The init must have exited (and been reaped);
+    /// processes left in the cgroup are killed.
+    pub fn delete(self) -> Result<()> {
+        // Dropping the channel releases an init still waiting for start: it exits.
+        drop(self.chan);
+        self.cgroup.destroy()
+    }
+}
+
+/// Re-executes our sealed binary as the helper, hands it the config, and
+/// waits until the init is set up (or failed).
+fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<(Pidfd, Channel)> {
+    let (ours, theirs) = Channel::pair()?;
+    let exe = sealed::exe_path()?;
+    let mut child = helper_command(&exe, &theirs, opts.stdio)
+        .spawn()
+        .map_err(|e| Error::sys("spawn", "container init helper", e))?;
+    // Only the helper may hold its end, or we would never see EOF from it.
+    drop(theirs);
+    let cfg = InitConfig {
+        id: opts.id.to_string(),
+        bundle: opts.bundle.to_path_buf(),
+        cgroups: cgroup.dirs(),
+    };
+    let sent = ours.send(&ToInit::Config(cfg), None);
+    let first = sent.and_then(|_| ours.recv::<FromInit>());
+    // The helper exits right after reporting the init; reap it (it is our child).
+    let _ = child.wait();
+    let init = match first? {
+        Some((FromInit::Pid(pid), Some(fd))) => Pidfd::new(pid, fd),
+        Some((FromInit::Error(msg), _)) => return Err(Error::Init(msg)),
+        other => return Err(Error::Protocol(format!("helper ended without an init: {other:?}"))),
+    };
+    match ours.recv::<FromInit>() {
+        Ok(Some((FromInit::Ready, _))) => Ok((init, ours)),
+        other => {
+            // The init failed during set-up: make sure it is gone and reaped.
+            init.signal(libc::SIGKILL)?;
+            let _ = init.reap_blocking();
+            Err(match other {
+                Ok(Some((FromInit::Error(msg), _))) => Error::Init(msg),
+                Ok(other) => Error::Protocol(format!("init ended during set-up: {other:?}")),
+                Err(e) => e,
+            })
+        }
+    }
+}
+
+/// Cleans up after a container whose shim died: kills what is left in its
+/// cgroup and removes the cgroup. Works from the bundle alone.
+pub fn cleanup(bundle: &Path, id: &str) -> Result<()> {
+    let spec = spec::load(bundle)?;
+    Cgroup::open(&spec::cgroup_path(&spec, id))?.destroy()
+}
+
+fn helper_command(exe: &str, chan: &Channel, stdio: Stdio) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg0("rshim-init")
+        .arg(HELPER_ARG)
+        .env_clear()
+        .stdin(self::stdio(stdio.stdin))
+        .stdout(self::stdio(stdio.stdout))
+        .stderr(self::stdio(stdio.stderr));
+    let raw = chan.raw();
+    // Runs between fork and exec: only async-signal-safe calls (dup2, fcntl).
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == CHANNEL_FD {
+                let flags = libc::fcntl(raw, libc::F_GETFD);
+                libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            } else if libc::dup2(raw, CHANNEL_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    cmd
+}

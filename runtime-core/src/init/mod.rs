@@ -1,0 +1,152 @@
+//! The child side: runs in the re-executed, single-threaded helper and in the
+//! container init it clones. See the crate docs for why this is a separate
+//! process image and not a fork of the shim.
+//!
+//! Steps, in order, each for a reason:
+//! 1. `PR_SET_DUMPABLE=0` before anything else: a non-dumpable process cannot
+//!    be ptraced or have its `/proc/<pid>/{mem,fd,exe}` opened by processes of
+//!    the container it is about to enter.
+//! 2. Join the container's cgroups, so every process it creates is accounted
+//!    from birth and nothing escapes a limit during set-up.
+//! 3. Join the namespaces given by path (fds opened first, all before any
+//!    `setns`, because joining a mount namespace changes what paths mean).
+//! 4. `clone3(CLONE_PARENT | CLONE_PIDFD | new namespaces)`: the init becomes a
+//!    child of the shim, which gets its pidfd; the helper exits.
+//! 5. In the init: rootfs ([`rootfs`]), devices ([`devices`]), hostname,
+//!    process attributes and identity ([`process`]), then wait for `Start`.
+
+pub mod devices;
+mod fsutil;
+mod namespaces;
+mod process;
+mod rootfs;
+pub mod user;
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::channel::{Channel, FromInit, InitConfig, ToInit};
+use crate::error::{Error, Result};
+use crate::sys::{self, Forked};
+use crate::{spec, HELPER_ARG};
+
+/// Fd on which the helper finds its control channel.
+pub const CHANNEL_FD: i32 = 3;
+
+/// Turns this process into the container-init helper if it was started as one.
+///
+/// Call it first thing in `main`, before any thread exists. Returns only when
+/// the process is not a helper.
+pub fn main_if_helper() {
+    if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new(HELPER_ARG)) {
+        return;
+    }
+    // Step 1: nothing may attach to us from inside the container.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let chan = unsafe { Channel::from_raw(CHANNEL_FD) };
+    let code = match helper(&chan) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = chan.send(&FromInit::Error(e.to_string()), None);
+            1
+        }
+    };
+    // _exit: no atexit handlers or stdio flushing of a copied address space.
+    unsafe { libc::_exit(code) }
+}
+
+fn helper(chan: &Channel) -> Result<()> {
+    let cfg = match chan.recv::<ToInit>()? {
+        Some((ToInit::Config(cfg), _)) => cfg,
+        other => return Err(Error::Protocol(format!("expected config, got {other:?}"))),
+    };
+    let spec = spec::load(&cfg.bundle)?;
+    let rootfs = spec::rootfs(&cfg.bundle, &spec)?;
+
+    // Step 2.
+    let pid = std::process::id().to_string();
+    for cg in &cfg.cgroups {
+        let procs = cg.host_dir.join("cgroup.procs");
+        std::fs::write(&procs, &pid).map_err(|e| Error::sys("write", procs.display(), e))?;
+    }
+
+    // Step 3.
+    let plan = namespaces::Plan::from_spec(&spec)?;
+    plan.join()?;
+
+    // Step 4. Safe to run Rust in the child: this process has a single thread.
+    match unsafe { sys::clone3_fork(plan.clone_flags | libc::CLONE_PARENT as u64) } {
+        Err(e) => Err(Error::sys("clone3", "container init", e)),
+        Ok(Forked::Parent { pid, pidfd }) => chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd())),
+        Ok(Forked::Child) => {
+            let err = container_init(chan, &cfg, &spec, &rootfs, &plan);
+            let _ = chan.send(&FromInit::Error(err.to_string()), None);
+            unsafe { libc::_exit(127) }
+        }
+    }
+}
+
+/// Step 5; returns only on failure.
+fn container_init(
+    chan: &Channel,
+    cfg: &InitConfig,
+    spec: &Spec,
+    rootfs: &Path,
+    plan: &namespaces::Plan,
+) -> Error {
+    match prepare(chan, cfg, spec, rootfs, plan) {
+        Ok(exec) => {
+            // Wait for Start; EOF means the shim gave up on us (delete before start).
+            match chan.recv::<ToInit>() {
+                Ok(Some((ToInit::Start, _))) => exec.exec(),
+                Ok(_) => unsafe { libc::_exit(1) },
+                Err(e) => e,
+            }
+        }
+        Err(e) => e,
+    }
+}
+
+fn prepare(
+    chan: &Channel,
+    cfg: &InitConfig,
+    spec: &Spec,
+    rootfs: &Path,
+    plan: &namespaces::Plan,
+) -> Result<process::Exec> {
+    // A new session: the container's processes must not share the shim's.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(crate::error::last("setsid", "container init"));
+    }
+    if !plan.has(LinuxNamespaceType::Mount) {
+        return Err(Error::unsupported(
+            "linux.namespaces",
+            "a mount namespace is required: add {\"type\": \"mount\"}",
+        ));
+    }
+    rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan)?;
+    let linux = spec.linux().as_ref();
+    if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        if !plan.has(LinuxNamespaceType::Uts) {
+            return Err(Error::unsupported(
+                "hostname",
+                "setting a hostname needs a uts namespace in linux.namespaces",
+            ));
+        }
+        nix::unistd::sethostname(hostname).map_err(|e| Error::nix("sethostname", hostname, e))?;
+    }
+    if let Some(domain) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        let r = unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) };
+        if r < 0 {
+            return Err(crate::error::last("setdomainname", domain));
+        }
+    }
+    let _ = linux;
+    let exec = process::setup(spec)?;
+    // Nothing of the shim may leak: every fd but stdio closes on exec (incl. the channel).
+    sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
+    chan.send(&FromInit::Ready, None)?;
+    Ok(exec)
+}

@@ -1,0 +1,83 @@
+//! Which namespaces the init creates, and which it joins by path.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+fn clone_flag(t: LinuxNamespaceType) -> Result<u64> {
+    Ok(match t {
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        other => {
+            return Err(Error::unsupported(
+                format!("linux.namespaces[{other}]"),
+                "namespace type not supported yet",
+            ))
+        }
+    } as u64)
+}
+
+pub struct Plan {
+    /// Flags for the init's `clone3`: the namespaces to create.
+    pub clone_flags: u64,
+    /// Namespaces to join, already opened.
+    joins: Vec<(LinuxNamespaceType, String, File)>,
+    types: Vec<LinuxNamespaceType>,
+}
+
+impl Plan {
+    pub fn from_spec(spec: &Spec) -> Result<Plan> {
+        let mut plan = Plan {
+            clone_flags: 0,
+            joins: Vec::new(),
+            types: Vec::new(),
+        };
+        let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+        for ns in namespaces.iter().flatten() {
+            let flag = clone_flag(ns.typ())?;
+            if plan.types.contains(&ns.typ()) {
+                return Err(Error::unsupported(
+                    format!("linux.namespaces[{}]", ns.typ()),
+                    "listed twice: keep one entry per type",
+                ));
+            }
+            plan.types.push(ns.typ());
+            match ns.path() {
+                Some(path) => {
+                    // Open every path before joining any: joining a mount namespace
+                    // changes what the later paths would resolve to.
+                    let f = File::open(path).map_err(|e| {
+                        Error::sys("open", format!("{} namespace {}", ns.typ(), path.display()), e)
+                    })?;
+                    plan.joins.push((ns.typ(), path.display().to_string(), f));
+                }
+                None => plan.clone_flags |= flag,
+            }
+        }
+        Ok(plan)
+    }
+
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.types.contains(&t)
+    }
+
+    /// `setns` into every namespace given by path; the mount namespace last.
+    pub fn join(&self) -> Result<()> {
+        let mut joins: Vec<_> = self.joins.iter().collect();
+        joins.sort_by_key(|(t, _, _)| *t == LinuxNamespaceType::Mount);
+        for (t, path, f) in joins {
+            let flag = clone_flag(*t)? as i32;
+            if unsafe { libc::setns(f.as_raw_fd(), flag) } < 0 {
+                return Err(crate::error::last("setns", format!("{t} namespace {path}")));
+            }
+        }
+        Ok(())
+    }
+}

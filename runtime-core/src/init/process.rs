@@ -1,0 +1,205 @@
+//! Process attributes, identity, capabilities, and the final `execve`.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use caps::{CapSet, Capability as Cap, CapsHashSet};
+use oci_spec::runtime::{PosixRlimitType, Process, Spec};
+
+use crate::error::{last, Error, Result};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct Exec {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl Exec {
+    /// Replaces the init with the user process; returns only on failure.
+    pub fn exec(self) -> Error {
+        let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = self.envp.iter().map(|a| a.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        last("execve", format!("process.args[0] {:?}", self.path))
+    }
+}
+
+fn resource(t: PosixRlimitType) -> Result<libc::__rlimit_resource_t> {
+    use PosixRlimitType::*;
+    Ok(match t {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    })
+}
+
+fn rlimits(p: &Process) -> Result<()> {
+    for rl in p.rlimits().iter().flatten() {
+        let lim = libc::rlimit {
+            rlim_cur: rl.soft(),
+            rlim_max: rl.hard(),
+        };
+        if unsafe { libc::setrlimit(resource(rl.typ())?, &lim) } < 0 {
+            let e = std::io::Error::last_os_error();
+            let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                ": raising a hard limit needs CAP_SYS_RESOURCE, which this runtime does not have; lower it to the host's hard limit"
+            } else {
+                ""
+            };
+            return Err(Error::Init(format!(
+                "process.rlimits[{:?}] soft={} hard={}: setrlimit: {e}{hint}",
+                rl.typ(),
+                rl.soft(),
+                rl.hard()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn oom_score_adj(p: &Process) -> Result<()> {
+    let Some(adj) = p.oom_score_adj() else { return Ok(()) };
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.to_string()) {
+        let hint = if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+            ": lowering the OOM score adjustment needs CAP_SYS_RESOURCE, which this runtime does not have; use a value >= the shim's"
+        } else {
+            ""
+        };
+        return Err(Error::Init(format!(
+            "process.oomScoreAdj {adj}: write /proc/self/oom_score_adj: {e}{hint}"
+        )));
+    }
+    Ok(())
+}
+
+fn capset(names: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
+    names
+        .iter()
+        .flatten()
+        .filter_map(|c| Cap::from_str(&c.to_string()).ok())
+        // Capabilities this kernel does not know are skipped, as runc does.
+        .filter(|c| caps::runtime::thread_all_supported().contains(c))
+        .collect()
+}
+
+/// Capabilities: the bounding set is reduced while we are still root; the
+/// other sets after the uid switch (kept across it with `PR_SET_KEEPCAPS`).
+fn capabilities_and_user(p: &Process) -> Result<()> {
+    let c = p.capabilities().as_ref();
+    let bounding = c.map(|c| capset(c.bounding()));
+    if let Some(b) = &bounding {
+        for cap in caps::runtime::thread_all_supported() {
+            if !b.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(|e| Error::Init(format!("process.capabilities.bounding: drop {cap}: {e}")))?;
+            }
+        }
+    }
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    super::user::switch(p.user())?;
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    let (eff, perm, inh, amb) = match c {
+        Some(c) => (capset(c.effective()), capset(c.permitted()), capset(c.inheritable()), capset(c.ambient())),
+        None => Default::default(),
+    };
+    // Effective must stay within permitted at every step: shrink effective first.
+    for (set, name, value) in [
+        (CapSet::Effective, "effective", &eff),
+        (CapSet::Permitted, "permitted", &perm),
+        (CapSet::Inheritable, "inheritable", &inh),
+        (CapSet::Effective, "effective", &eff),
+    ] {
+        caps::set(None, set, value)
+            .map_err(|e| Error::Init(format!("process.capabilities.{name}: capset: {e}")))?;
+    }
+    for cap in amb {
+        caps::raise(None, CapSet::Ambient, cap)
+            .map_err(|e| Error::Init(format!("process.capabilities.ambient: raise {cap}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn env_path(env: &[String]) -> &str {
+    env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
+}
+
+fn is_executable(p: &Path) -> bool {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    unsafe { libc::stat(c.as_ptr(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG && libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// Finds `args[0]` in the container as the container user, like `execvp`.
+fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
+    if arg0.contains('/') {
+        let p = cwd.join(arg0);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+        return Err(Error::Init(format!(
+            "exec: {arg0:?}: no such executable file in the container (process.args[0])"
+        )));
+    }
+    env_path(env)
+        .split(':')
+        .map(|d| Path::new(d).join(arg0))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| Error::Init(format!("exec: {arg0:?}: executable file not found in $PATH (process.args[0])")))
+}
+
+pub fn setup(spec: &Spec) -> Result<Exec> {
+    let p = spec.process().as_ref().expect("checked by spec::check_supported");
+    rlimits(p)?;
+    oom_score_adj(p)?;
+    unsafe { libc::umask(p.user().umask().unwrap_or(0o022)) };
+    capabilities_and_user(p)?;
+    if p.no_new_privileges() == Some(true)
+        && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0
+    {
+        return Err(last("prctl(PR_SET_NO_NEW_PRIVS)", "process.noNewPrivileges"));
+    }
+    let cwd = p.cwd();
+    let cwd_c = CString::new(cwd.as_os_str().as_bytes()).unwrap();
+    if unsafe { libc::chdir(cwd_c.as_ptr()) } < 0 {
+        return Err(last("chdir", format!("process.cwd {}", cwd.display())));
+    }
+    // A leaked host fd could make the cwd resolve outside the rootfs (runc's
+    // CVE-2024-21626); getcwd fails (or says "(unreachable)") in that case.
+    match std::env::current_dir() {
+        Ok(d) if d.is_absolute() => {}
+        other => {
+            return Err(Error::Init(format!(
+                "process.cwd {}: working directory is outside the container root ({other:?})",
+                cwd.display()
+            )))
+        }
+    }
+    let env: Vec<String> = p.env().clone().unwrap_or_default();
+    let args = p.args().as_ref().expect("checked");
+    let path = find_executable(&args[0], &env, cwd)?;
+    let cs = |s: &str| CString::new(s).map_err(|_| Error::Init(format!("NUL byte in {s:?}")));
+    Ok(Exec {
+        path: CString::new(path.as_os_str().as_bytes()).unwrap(),
+        argv: args.iter().map(|a| cs(a)).collect::<Result<_>>()?,
+        envp: env.iter().map(|a| cs(a)).collect::<Result<_>>()?,
+    })
+}

@@ -1,0 +1,130 @@
+//! Loading `config.json` and refusing, by name, what this runtime does not do.
+//!
+//! Every field is either applied somewhere in this crate or refused here with
+//! an error that names it: nothing is silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// Reads and parses `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|e| Error::sys("read", path.display(), e))?;
+    serde_json::from_slice(&data).map_err(|e| Error::Spec {
+        path: path.clone(),
+        msg: e.to_string(),
+    })
+}
+
+/// The rootfs directory: `root.path`, relative to the bundle unless absolute.
+pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
+    let config = bundle.join("config.json");
+    let root = spec.root().as_ref().ok_or_else(|| Error::Spec {
+        path: config.clone(),
+        msg: "root is missing: set root.path to the container's root filesystem".into(),
+    })?;
+    let path = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(path),
+        Ok(_) => Err(Error::Spec {
+            path: config,
+            msg: format!("root.path {} is not a directory", path.display()),
+        }),
+        Err(e) => Err(Error::Spec {
+            path: config,
+            msg: format!(
+                "root.path {} cannot be used ({e}): create the rootfs there or fix root.path",
+                path.display()
+            ),
+        }),
+    }
+}
+
+/// Refuses the fields we do not implement yet, each by name.
+pub fn check_supported(spec: &Spec) -> Result<()> {
+    let process = spec.process().as_ref().ok_or_else(|| {
+        Error::unsupported("process", "a container needs a process to run: set process.args")
+    })?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::unsupported("process.args", "must name the command to run"));
+    }
+    if process.terminal() == Some(true) {
+        return Err(Error::unsupported("process.terminal", "terminals are not supported yet"));
+    }
+    for (field, set) in [
+        ("process.apparmorProfile", process.apparmor_profile().is_some()),
+        ("process.selinuxLabel", process.selinux_label().is_some()),
+        ("process.ioPriority", process.io_priority().is_some()),
+        ("process.scheduler", process.scheduler().is_some()),
+    ] {
+        if set {
+            return Err(Error::unsupported(field, "not supported on this host yet"));
+        }
+    }
+    if spec.hooks().is_some() {
+        return Err(Error::unsupported("hooks", "OCI hooks are not supported yet"));
+    }
+    let Some(linux) = spec.linux() else {
+        return Err(Error::unsupported("linux", "a Linux container needs the linux section"));
+    };
+    for ns in linux.namespaces().iter().flatten() {
+        match ns.typ() {
+            LinuxNamespaceType::User => {
+                return Err(Error::unsupported(
+                    "linux.namespaces[user]",
+                    "user namespaces are not supported yet",
+                ))
+            }
+            LinuxNamespaceType::Time => {
+                return Err(Error::unsupported(
+                    "linux.namespaces[time]",
+                    "time namespaces are not supported yet",
+                ))
+            }
+            _ => {}
+        }
+    }
+    for (field, set) in [
+        ("linux.seccomp", linux.seccomp().is_some()),
+        ("linux.sysctl", linux.sysctl().as_ref().is_some_and(|s| !s.is_empty())),
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        ("linux.personality", linux.personality().is_some()),
+        ("linux.mountLabel", linux.mount_label().is_some()),
+        ("linux.uidMappings", linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())),
+        ("linux.gidMappings", linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())),
+    ] {
+        if set {
+            return Err(Error::unsupported(field, "not supported yet"));
+        }
+    }
+    if let Some(path) = linux.cgroups_path() {
+        if path.to_string_lossy().contains(':') {
+            return Err(Error::unsupported(
+                "linux.cgroupsPath",
+                format!(
+                    "{} looks like the systemd driver form slice:prefix:name, which is not supported: use a path",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The cgroup path relative to each hierarchy root: `cgroupsPath`, or `/<id>`.
+pub fn cgroup_path(spec: &Spec, id: &str) -> PathBuf {
+    let p = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .unwrap_or_else(|| PathBuf::from(id));
+    // Relative paths are taken from the hierarchy root, as runc does without a parent cgroup.
+    PathBuf::from("/").join(p)
+}

@@ -1,0 +1,171 @@
+//! Thin raw-syscall wrappers for calls that `nix`/`libc` do not wrap, or whose
+//! libc wrappers are unsafe in our context (see the crate docs on fork safety).
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Result of [`clone3_fork`] as seen by each side.
+pub enum Forked {
+    Parent { pid: libc::pid_t, pidfd: OwnedFd },
+    Child,
+}
+
+/// fork-like `clone3` (no new stack) that always returns a pidfd.
+///
+/// # Safety
+/// The caller must be single-threaded: the child continues with a copy of the
+/// parent's memory and runs arbitrary Rust code.
+pub unsafe fn clone3_fork(flags: u64) -> io::Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        // With CLONE_PARENT the kernel uses the caller's own exit signal.
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
+        ..Default::default()
+    };
+    let ret = check(libc::syscall(
+        libc::SYS_clone3,
+        &mut args as *mut CloneArgs,
+        std::mem::size_of::<CloneArgs>(),
+    ))?;
+    if ret == 0 {
+        Ok(Forked::Child)
+    } else {
+        Ok(Forked::Parent {
+            pid: ret as libc::pid_t,
+            pidfd: OwnedFd::from_raw_fd(pidfd),
+        })
+    }
+}
+
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(|_| ())
+}
+
+/// `waitid(P_PIDFD, …)`; returns `None` with `WNOHANG` when still running.
+pub fn waitid_pidfd(pidfd: RawFd, nohang: bool) -> io::Result<Option<libc::siginfo_t>> {
+    const P_PIDFD: libc::idtype_t = 3;
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        let r = unsafe { libc::waitid(P_PIDFD, pidfd as libc::id_t, &mut info, flags) };
+        if r == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    if unsafe { info.si_pid() } == 0 {
+        return Ok(None);
+    }
+    Ok(Some(info))
+}
+
+/// Marks every fd from `first` up close-on-exec.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })
+        .map(|_| ())
+}
+
+/// Raw `setgroups`: glibc's wrapper broadcasts to all threads with a lock
+/// (`__nptl_setxid`), which must not run after a fork of a threaded process.
+pub fn setgroups(gids: &[libc::gid_t]) -> io::Result<()> {
+    check(unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) }).map(|_| ())
+}
+
+/// Raw `setresgid` (see [`setgroups`] for why raw).
+pub fn setresgid(gid: libc::gid_t) -> io::Result<()> {
+    check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(|_| ())
+}
+
+/// Raw `setresuid` (see [`setgroups`] for why raw).
+pub fn setresuid(uid: libc::uid_t) -> io::Result<()> {
+    check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(|_| ())
+}
+
+pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> io::Result<()> {
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
+        .map(|_| ())
+}
+
+/// `openat2` with `RESOLVE_IN_ROOT`: `path` is resolved as if `root` were `/`,
+/// so neither `..` nor an absolute symlink can leave it. Magic links
+/// (`/proc/*/fd/*`) are refused too.
+pub fn openat2_in_root(root: RawFd, path: &CStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    // Our own layout of `struct open_how` (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        match check(r) {
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            // The kernel asks for a retry when a rename raced the lookup.
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+fn main() { runtime_core::init::main_if_helper(); }
