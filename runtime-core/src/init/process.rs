@@ -95,7 +95,11 @@ fn capset(names: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
     names
         .iter()
         .flatten()
-        .filter_map(|c| Cap::from_str(&c.to_string()).ok())
+        // oci-spec displays names without the CAP_ prefix that `caps` parses.
+        .filter_map(|c| {
+            let name = c.to_string();
+            Cap::from_str(&name).or_else(|_| Cap::from_str(&format!("CAP_{name}"))).ok()
+        })
         // Capabilities this kernel does not know are skipped, as runc does.
         .filter(|c| caps::runtime::thread_all_supported().contains(c))
         .collect()
@@ -131,7 +135,10 @@ fn capabilities_and_user(p: &Process) -> Result<()> {
         caps::set(None, set, value)
             .map_err(|e| Error::Init(format!("process.capabilities.{name}: capset: {e}")))?;
     }
-    for cap in amb {
+    // The kernel allows an ambient capability only if it is both permitted and
+    // inheritable. Specs (runc's default among them) often list ambient caps
+    // without inheritable ones; like runc we raise only those the kernel allows.
+    for cap in amb.into_iter().filter(|c| perm.contains(c) && inh.contains(c)) {
         caps::raise(None, CapSet::Ambient, cap)
             .map_err(|e| Error::Init(format!("process.capabilities.ambient: raise {cap}: {e}")))?;
     }

@@ -1,0 +1,263 @@
+//! Real containers from real bundles, asserted from inside. Needs root.
+//!
+//! The harness is our own (`harness = false`): the test binary doubles as the
+//! container-init helper, which must be dispatched before any thread starts.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use runtime_core::{Container, CreateOpts, Stdio};
+use serde_json::{json, Value};
+
+#[derive(Debug)]
+struct Out {
+    status: u32,
+    stdout: String,
+    stderr: String,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A fresh bundle from `test-bundles/gen`, with `edit` applied to its config.
+fn bundle(name: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rshim-core-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let gen = std::env::var_os("RSHIM_BUNDLE_GEN").map_or(repo().join("test-bundles/gen"), PathBuf::from);
+    let st = Command::new(gen)
+        .arg("bundle")
+        .arg(&dir)
+        .arg("--")
+        .args(args)
+        .status()
+        .expect("run test-bundles/gen");
+    assert!(st.success(), "test-bundles/gen bundle failed");
+    let cfg = dir.join("config.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["linux"]["cgroupsPath"] = json!(format!("/rshim-test-core/{name}-{}", std::process::id()));
+    edit(&mut v);
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    dir
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    (r, w)
+}
+
+fn read_all(fd: OwnedFd) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        std::fs::File::from(fd).read_to_string(&mut s).unwrap();
+        s
+    })
+}
+
+/// Creates, starts and waits for a container; cleans up in every case.
+fn run(bundle: &Path, id: &str) -> Result<Out, runtime_core::Error> {
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let mut c = Container::create(CreateOpts {
+        id,
+        bundle,
+        stdio: Stdio {
+            stdin: None,
+            stdout: Some(out_w),
+            stderr: Some(err_w),
+        },
+    })?;
+    let (o, e) = (read_all(out_r), read_all(err_r));
+    let started = c.start();
+    let status = c.init().reap_blocking();
+    c.delete()?;
+    started?;
+    Ok(Out {
+        status: status?.0,
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    })
+}
+
+fn sh(name: &str, script: &str) -> Out {
+    let b = bundle(name, &["sh", "-c", script], |_| {});
+    let out = run(&b, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let _ = std::fs::remove_dir_all(&b);
+    out
+}
+
+fn exit_code_and_stdio() {
+    let o = sh("exit", "echo hi; echo err >&2; exit 3");
+    assert_eq!((o.status, o.stdout.as_str(), o.stderr.as_str()), (3, "hi\n", "err\n"));
+}
+
+fn init_is_pid1_with_own_hostname() {
+    let o = sh("pid1", "echo $$; hostname");
+    assert_eq!(o.stdout, "1\nrshim\n", "stderr: {}", o.stderr);
+}
+
+fn only_stdio_fds_open() {
+    // `ls` itself holds one fd for the directory it lists (the highest number).
+    let o = sh("fds", "ls /proc/self/fd");
+    let fds: Vec<&str> = o.stdout.split_whitespace().collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "stderr: {}", o.stderr);
+}
+
+fn mount_table_is_the_containers() {
+    let o = sh("mounts", "cat /proc/self/mountinfo");
+    let targets: Vec<&str> = o.stdout.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    assert_eq!(targets.first(), Some(&"/"), "{}", o.stdout);
+    for t in &targets {
+        assert!(!t.starts_with("/work") && !t.starts_with("/tmp/"), "host mount {t} visible:\n{}", o.stdout);
+    }
+    for want in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"] {
+        assert!(targets.contains(&want), "{want} missing:\n{}", o.stdout);
+    }
+    // masked and read-only paths
+    let keys = o.stdout.lines().find(|l| l.split(' ').nth(4) == Some("/proc/keys")).expect("/proc/keys masked");
+    assert!(keys.split(' ').nth(3) == Some("/null"), "/proc/keys not masked with /dev/null: {keys}");
+    let sys = o.stdout.lines().find(|l| l.split(' ').nth(4) == Some("/proc/sys")).expect("/proc/sys ro bind");
+    assert!(sys.split(' ').nth(5).unwrap().starts_with("ro"), "{sys}");
+}
+
+fn default_devices_and_symlinks() {
+    let o = sh("dev", "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty; readlink /dev/fd; readlink /dev/ptmx");
+    for (name, nums) in [("null", "1,   3"), ("zero", "1,   5"), ("urandom", "1,   9")] {
+        assert!(
+            o.stdout.lines().any(|l| l.starts_with('c') && l.contains(nums) && l.ends_with(name)),
+            "/dev/{name}:\n{}{}",
+            o.stdout,
+            o.stderr
+        );
+    }
+    assert!(o.stdout.contains("/proc/self/fd\npts/ptmx\n"), "{}", o.stdout);
+}
+
+fn user_caps_and_nnp() {
+    let b = bundle("user", &["sh", "-c", "id -u; id -g; grep -E '^(Cap|NoNewPrivs|Groups)' /proc/self/status"], |v| {
+        v["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10]});
+        v["process"]["noNewPrivileges"] = json!(true);
+        let caps = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        // A non-root process keeps capabilities across execve only through the ambient set.
+        v["process"]["capabilities"] =
+            json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps});
+    });
+    let o = run(&b, "user").unwrap();
+    let _ = std::fs::remove_dir_all(&b);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(&lines[..2], ["1000", "1000"], "{}", o.stderr);
+    let field = |k: &str| lines.iter().find(|l| l.starts_with(k)).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+    // CAP_KILL is bit 5, CAP_NET_BIND_SERVICE bit 10.
+    assert_eq!(field("CapEff:").as_deref(), Some("0000000000000420"), "{}", o.stdout);
+    assert_eq!(field("CapBnd:").as_deref(), Some("0000000000000420"));
+    assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"));
+    assert_eq!(field("Groups:").as_deref(), Some("10"));
+}
+
+fn cgroup_is_made_joined_and_removed() {
+    let name = "cgroup";
+    let b = bundle(name, &["cat", "/proc/self/cgroup"], |_| {});
+    let cg = format!("/rshim-test-core/{name}-{}", std::process::id());
+    let o = run(&b, name).unwrap();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(o.stdout.lines().any(|l| l == format!("4:memory:{cg}") || l.ends_with(&format!(":memory:{cg}"))), "{}", o.stdout);
+    assert!(!Path::new(&format!("/sys/fs/cgroup/memory{cg}")).exists(), "cgroup left behind");
+}
+
+fn missing_rootfs_is_one_clear_error() {
+    let b = bundle("norootfs", &["true"], |v| v["root"]["path"] = json!("/nonexistent/rootfs"));
+    let err = run(&b, "norootfs").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(err.contains("root.path /nonexistent/rootfs"), "{err}");
+    let cg = format!("/sys/fs/cgroup/memory/rshim-test-core/norootfs-{}", std::process::id());
+    assert!(!Path::new(&cg).exists(), "cgroup left behind");
+}
+
+fn missing_command_fails_create() {
+    let b = bundle("nocmd", &["/bin/does-not-exist"], |_| {});
+    let err = run(&b, "nocmd").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(err.contains("/bin/does-not-exist"), "{err}");
+    let cg = format!("/sys/fs/cgroup/memory/rshim-test-core/nocmd-{}", std::process::id());
+    assert!(!Path::new(&cg).exists(), "cgroup left behind");
+}
+
+fn unknown_namespace_is_refused() {
+    let b = bundle("badns", &["true"], |v| {
+        v["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"}))
+    });
+    let err = run(&b, "badns").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(err.contains("bogus"), "{err}");
+}
+
+fn raising_hard_rlimit_is_a_clear_error() {
+    let b = bundle("rlimit", &["true"], |v| {
+        v["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1u64 << 40}])
+    });
+    let err = run(&b, "rlimit").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(err.contains("RLIMIT_NOFILE") || err.contains("RlimitNofile"), "{err}");
+}
+
+fn concurrent_creates_from_threads() {
+    // 20 containers created from 20 threads of this (multi-threaded) process at once.
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let name = format!("conc{i}");
+                let o = sh(&name, "echo $$");
+                assert_eq!(o.stdout, "1\n", "{name}: {}", o.stderr);
+            })
+        })
+        .collect();
+    // Join all before failing, so no thread is cut off mid-cleanup.
+    let failures = handles.into_iter().map(|h| h.join()).filter(|r| r.is_err()).count();
+    assert_eq!(failures, 0, "{failures} of 20 concurrent containers failed");
+}
+
+fn main() {
+    runtime_core::init::main_if_helper();
+    let tests: &[(&str, fn())] = &[
+        ("exit_code_and_stdio", exit_code_and_stdio),
+        ("init_is_pid1_with_own_hostname", init_is_pid1_with_own_hostname),
+        ("only_stdio_fds_open", only_stdio_fds_open),
+        ("mount_table_is_the_containers", mount_table_is_the_containers),
+        ("default_devices_and_symlinks", default_devices_and_symlinks),
+        ("user_caps_and_nnp", user_caps_and_nnp),
+        ("cgroup_is_made_joined_and_removed", cgroup_is_made_joined_and_removed),
+        ("missing_rootfs_is_one_clear_error", missing_rootfs_is_one_clear_error),
+        ("missing_command_fails_create", missing_command_fails_create),
+        ("unknown_namespace_is_refused", unknown_namespace_is_refused),
+        ("raising_hard_rlimit_is_a_clear_error", raising_hard_rlimit_is_a_clear_error),
+        ("concurrent_creates_from_threads", concurrent_creates_from_threads),
+    ];
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in tests {
+        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
+            continue;
+        }
+        match std::panic::catch_unwind(f) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/memory/rshim-test-core"));
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join("rshim-test-core"));
+    }
+    println!(
+        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out\n",
+        if failed == 0 { "ok" } else { "FAILED" }
+    );
+    std::process::exit(if failed == 0 { 0 } else { 101 });
+}
