@@ -1,1 +1,45 @@
-fn main() { runtime_core::init::main_if_helper(); }
+//! containerd-shim-rust-v1: a containerd shim v2 that runs containers in-process
+//! through `runtime-core`, without runc.
+//!
+//! Split as the rust-extensions runc shim: [`service`] (Task API),
+//! [`container`] (per-container state), [`io`] (stdio), [`events`]; plus the
+//! CLI actions [`start`] and [`delete`] and the daemon in [`server`].
+
+mod address;
+mod args;
+mod container;
+mod delete;
+mod events;
+mod io;
+mod logger;
+mod protocol;
+mod server;
+mod service;
+mod start;
+mod workdir;
+
+fn main() {
+    // First, before any thread exists: maybe we are the container-init helper.
+    runtime_core::init::main_if_helper();
+    let flags = match args::parse(std::env::args().skip(1)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("containerd-shim-rust-v1: {e}");
+            std::process::exit(2);
+        }
+    };
+    if flags.version {
+        println!("containerd-shim-rust-v1:\n  Version: {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    let result = match flags.action.as_deref() {
+        Some("start") => start::run(&flags),
+        Some("delete") => delete::run(&flags),
+        None => server::run(flags),
+        Some(other) => Err(format!("unknown action {other:?}: expected start or delete").into()),
+    };
+    if let Err(e) = result {
+        eprintln!("containerd-shim-rust-v1: {e}");
+        std::process::exit(1);
+    }
+}
