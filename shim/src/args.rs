@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn containerd_start_line() {
         let f = p("-namespace k8s.io -address /run/c.sock -publish-binary /usr/bin/containerd -id abc -debug start");
-        assert_eq!((f.namespace.as_str(), f.id.as_str(), f.address.as_str()), ("k8s.io", "abc", "/run/c.sock"));
+        assert_eq!(
+            (f.namespace.as_str(), f.id.as_str(), f.address.as_str()),
+            ("k8s.io", "abc", "/run/c.sock")
+        );
         assert!(f.debug);
         assert_eq!(f.action.as_deref(), Some("start"));
     }
@@ -103,7 +106,10 @@ mod tests {
     #[test]
     fn inline_values_and_bundle() {
         let f = p("--namespace=ns -id=x -bundle /b delete");
-        assert_eq!((f.namespace.as_str(), f.id.as_str(), f.bundle.as_str()), ("ns", "x", "/b"));
+        assert_eq!(
+            (f.namespace.as_str(), f.id.as_str(), f.bundle.as_str()),
+            ("ns", "x", "/b")
+        );
         assert_eq!(f.action.as_deref(), Some("delete"));
     }
 
@@ -117,6 +123,9 @@ mod tests {
     fn daemon_args_round_trip() {
         let f = p("-namespace ns -id x -address /a -publish-binary /c start");
         let d = parse(f.daemon_args()).unwrap();
-        assert_eq!((d.namespace, d.id, d.address, d.action), (f.namespace, f.id, f.address, None));
+        assert_eq!(
+            (d.namespace, d.id, d.address, d.action),
+            (f.namespace, f.id, f.address, None)
+        );
     }
 }

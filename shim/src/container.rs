@@ -64,14 +64,21 @@ impl Container {
 pub fn watch_exit(c: Arc<Container>, publisher: Publisher) -> std::io::Result<()> {
     let fd = {
         let core = c.core.lock().unwrap();
-        core.as_ref().expect("just created").init().as_fd().try_clone_to_owned()?
+        core.as_ref()
+            .expect("just created")
+            .init()
+            .as_fd()
+            .try_clone_to_owned()?
     };
     // Safety: `fd` is an OwnedFd moved into the AsyncFd, so it stays open and
     // refers to the same pidfd for the AsyncFd's whole life.
-    let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(std::io::Error::from)?;
+    let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
     tokio::spawn(async move {
         let code = loop {
-            let Ok(mut guard) = afd.readable().await else { break 255 };
+            let Ok(mut guard) = afd.readable().await else {
+                break 255;
+            };
             let reaped = c.core.lock().unwrap().as_ref().map(|k| k.init().try_reap());
             match reaped {
                 Some(Ok(Some(status))) => break status.0,
@@ -92,7 +99,10 @@ pub fn watch_exit(c: Arc<Container>, publisher: Publisher) -> std::io::Result<()
         let _order = c.event_order.lock().await;
         let at = events::now();
         log::debug!("container {} exited with {code}", c.id);
-        c.status.send_replace(Status::Stopped { code, at: at.clone() });
+        c.status.send_replace(Status::Stopped {
+            code,
+            at: at.clone(),
+        });
         publisher.publish(Event::Exit(TaskExit {
             container_id: c.id.clone(),
             id: c.id.clone(),

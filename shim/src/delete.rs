@@ -12,7 +12,11 @@ use crate::args::Flags;
 use crate::{events, workdir};
 
 pub fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
-    let bundle = if flags.bundle.is_empty() { std::env::current_dir()? } else { PathBuf::from(&flags.bundle) };
+    let bundle = if flags.bundle.is_empty() {
+        std::env::current_dir()?
+    } else {
+        PathBuf::from(&flags.bundle)
+    };
     let pid: u32 = std::fs::read_to_string(workdir::path(&bundle).join("init.pid"))
         .ok()
         .and_then(|s| s.trim().parse().ok())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::{MessageFull, MessageField};
+use containerd_shim_protos::protobuf::{MessageField, MessageFull};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::EventsClient;
@@ -94,13 +94,21 @@ impl Publisher {
 async fn forward(addr: &str, client: &mut Option<EventsClient>, req: &ForwardRequest, topic: &str) {
     for attempt in 0..ATTEMPTS {
         if client.is_none() {
-            match ttrpc::r#async::Client::connect(&format!("unix://{}", addr.trim_start_matches("unix://"))).await {
+            match ttrpc::r#async::Client::connect(&format!(
+                "unix://{}",
+                addr.trim_start_matches("unix://")
+            ))
+            .await
+            {
                 Ok(c) => *client = Some(EventsClient::new(c)),
                 Err(e) => log::warn!("connect to containerd events at {addr}: {e}"),
             }
         }
         if let Some(c) = client.as_ref() {
-            match c.forward(ttrpc::context::with_timeout(5_000_000_000), req).await {
+            match c
+                .forward(ttrpc::context::with_timeout(5_000_000_000), req)
+                .await
+            {
                 Ok(_) => return,
                 Err(e) => {
                     log::warn!("publish {topic} (attempt {}): {e}", attempt + 1);

@@ -31,7 +31,9 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str) -> std::io::Result<(runtime
         let (tx, rx) = pipe::pipe()?;
         // O_RDWR: opening never blocks and never sees a premature EOF before the
         // client connects; the end of input is signalled by CloseIO.
-        let fifo = pipe::OpenOptions::new().read_write(true).open_receiver(stdin)?;
+        let fifo = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(stdin)?;
         let (close_tx, close_rx) = oneshot::channel();
         io.stdin_task = Some(tokio::spawn(copy_stdin(fifo, tx, close_rx)));
         io.stdin_close = Some(close_tx);
@@ -43,7 +45,8 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str) -> std::io::Result<(runtime
         }
         let (tx, rx) = pipe::pipe()?;
         let fifo = open_output(path)?;
-        io.outputs.push(tokio::spawn(copy_output(rx, fifo, path.to_string())));
+        io.outputs
+            .push(tokio::spawn(copy_output(rx, fifo, path.to_string())));
         *slot = Some(tx.into_blocking_fd()?);
     }
     Ok((stdio, io))
@@ -60,7 +63,11 @@ fn open_output(path: &str) -> std::io::Result<pipe::Sender> {
     }
 }
 
-async fn copy_stdin(mut fifo: pipe::Receiver, mut to: pipe::Sender, mut close: oneshot::Receiver<()>) {
+async fn copy_stdin(
+    mut fifo: pipe::Receiver,
+    mut to: pipe::Sender,
+    mut close: oneshot::Receiver<()>,
+) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         tokio::select! {
@@ -138,4 +145,3 @@ impl Drop for Io {
         }
     }
 }
-

@@ -29,7 +29,10 @@ fn main() {
         }
     };
     if flags.version {
-        println!("containerd-shim-rust-v1:\n  Version: {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "containerd-shim-rust-v1:\n  Version: {}",
+            env!("CARGO_PKG_VERSION")
+        );
         return;
     }
     let result = match flags.action.as_deref() {

@@ -20,7 +20,9 @@ pub fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     logger::init(&flags.id, flags.debug);
     // One thread serves everything: requests are short, and blocking runtime
     // work goes to spawn_blocking. It keeps the shim's memory small.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(&flags))?;
     let group_socket = std::env::var("RSHIM_SOCKET").unwrap_or_default();
     if !group_socket.is_empty() {
@@ -30,7 +32,8 @@ pub fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
-    let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", flags.address));
+    let ttrpc_address =
+        std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", flags.address));
     let publisher = Publisher::spawn(ttrpc_address, flags.namespace.clone());
     let shutdown = Arc::new(Notify::new());
     let service = Arc::new(Service::new(publisher, shutdown.clone()));

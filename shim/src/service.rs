@@ -36,7 +36,9 @@ fn err(code: Code, msg: impl Into<String>) -> TtrpcError {
 
 fn core_err(e: runtime_core::Error) -> TtrpcError {
     let code = match &e {
-        runtime_core::Error::Spec { .. } | runtime_core::Error::Unsupported { .. } => Code::INVALID_ARGUMENT,
+        runtime_core::Error::Spec { .. } | runtime_core::Error::Unsupported { .. } => {
+            Code::INVALID_ARGUMENT
+        }
         runtime_core::Error::Init(_) => Code::FAILED_PRECONDITION,
         _ => Code::INTERNAL,
     };
@@ -44,7 +46,10 @@ fn core_err(e: runtime_core::Error) -> TtrpcError {
 }
 
 fn unimplemented(method: &str) -> TtrpcError {
-    err(Code::UNIMPLEMENTED, format!("{method} is not implemented by containerd-shim-rust-v1 yet"))
+    err(
+        Code::UNIMPLEMENTED,
+        format!("{method} is not implemented by containerd-shim-rust-v1 yet"),
+    )
 }
 
 pub struct Service {
@@ -75,7 +80,10 @@ impl Service {
         if exec_id.is_empty() {
             Ok(())
         } else {
-            Err(err(Code::NOT_FOUND, format!("exec {exec_id} not found: execs are not implemented yet")))
+            Err(err(
+                Code::NOT_FOUND,
+                format!("exec {exec_id} not found: execs are not implemented yet"),
+            ))
         }
     }
 }
@@ -93,10 +101,14 @@ fn undo_create(bundle: &Path, mounted: bool) {
 }
 
 /// Host-side creation, run on a blocking thread: work dir, rootfs, container.
-fn create_blocking(req: &CreateTaskRequest, stdio: runtime_core::Stdio) -> runtime_core::Result<(runtime_core::Container, bool)> {
+fn create_blocking(
+    req: &CreateTaskRequest,
+    stdio: runtime_core::Stdio,
+) -> runtime_core::Result<(runtime_core::Container, bool)> {
     let bundle = PathBuf::from(&req.bundle);
     let spec = runtime_core::spec::load(&bundle)?;
-    let wd = workdir::create(&bundle, &spec).map_err(|e| runtime_core::Error::sys("mkdir", workdir::path(&bundle).display(), e))?;
+    let wd = workdir::create(&bundle, &spec)
+        .map_err(|e| runtime_core::Error::sys("mkdir", workdir::path(&bundle).display(), e))?;
     let mounts: Vec<_> = req
         .rootfs
         .iter()
@@ -107,13 +119,14 @@ fn create_blocking(req: &CreateTaskRequest, stdio: runtime_core::Stdio) -> runti
         })
         .collect();
     let mounted = !mounts.is_empty();
-    let result = runtime_core::rootfs_mount::mount_all(&mounts, &bundle.join("rootfs")).and_then(|_| {
-        runtime_core::Container::create(runtime_core::CreateOpts {
-            id: &req.id,
-            bundle: &bundle,
-            stdio,
-        })
-    });
+    let result =
+        runtime_core::rootfs_mount::mount_all(&mounts, &bundle.join("rootfs")).and_then(|_| {
+            runtime_core::Container::create(runtime_core::CreateOpts {
+                id: &req.id,
+                bundle: &bundle,
+                stdio,
+            })
+        });
     match result {
         Ok(c) => {
             let _ = std::fs::write(wd.join("init.pid"), c.pid().to_string());
@@ -131,13 +144,22 @@ impl Task for Service {
     async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> Res<CreateTaskResponse> {
         log::debug!("create {} bundle {}", req.id, req.bundle);
         if self.containers.lock().unwrap().contains_key(&req.id) {
-            return Err(err(Code::ALREADY_EXISTS, format!("container {} already exists", req.id)));
+            return Err(err(
+                Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
         }
         if req.terminal {
-            return Err(err(Code::UNIMPLEMENTED, "terminal (tty) containers are not implemented yet"));
+            return Err(err(
+                Code::UNIMPLEMENTED,
+                "terminal (tty) containers are not implemented yet",
+            ));
         }
         if !req.checkpoint.is_empty() {
-            return Err(err(Code::UNIMPLEMENTED, "restore from checkpoint is not implemented yet"));
+            return Err(err(
+                Code::UNIMPLEMENTED,
+                "restore from checkpoint is not implemented yet",
+            ));
         }
         let (stdio, io) = io::open(&req.stdin, &req.stdout, &req.stderr)
             .map_err(|e| err(Code::INTERNAL, format!("open container stdio FIFOs: {e}")))?;
@@ -178,20 +200,28 @@ impl Task for Service {
             pid,
             ..Default::default()
         }));
-        Ok(CreateTaskResponse { pid, ..Default::default() })
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> Res<StartResponse> {
         Self::no_exec(&req.exec_id)?;
         let c = self.get(&req.id)?;
         if c.status() != Status::Created {
-            return Err(err(Code::FAILED_PRECONDITION, format!("container {} is not in created state", req.id)));
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is not in created state", req.id),
+            ));
         }
         let order = c.event_order.lock().await;
         let c2 = c.clone();
         let started = tokio::task::spawn_blocking(move || match c2.core.lock().unwrap().as_mut() {
             Some(core) => core.start(),
-            None => Err(runtime_core::Error::Protocol("container was deleted".into())),
+            None => Err(runtime_core::Error::Protocol(
+                "container was deleted".into(),
+            )),
         })
         .await
         .map_err(|e| err(Code::INTERNAL, e.to_string()))?;
@@ -210,7 +240,10 @@ impl Task for Service {
             ..Default::default()
         }));
         drop(order);
-        Ok(StartResponse { pid: c.pid, ..Default::default() })
+        Ok(StartResponse {
+            pid: c.pid,
+            ..Default::default()
+        })
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> Res<StateResponse> {
@@ -252,10 +285,15 @@ impl Task for Service {
         Self::no_exec(&req.exec_id)?;
         let c = self.get(&req.id)?;
         if matches!(c.status(), Status::Stopped { .. }) {
-            return Err(err(Code::NOT_FOUND, format!("process {} already finished", req.id)));
+            return Err(err(
+                Code::NOT_FOUND,
+                format!("process {} already finished", req.id),
+            ));
         }
         let core = c.core.lock().unwrap();
-        let core = core.as_ref().ok_or_else(|| err(Code::NOT_FOUND, "container deleted"))?;
+        let core = core
+            .as_ref()
+            .ok_or_else(|| err(Code::NOT_FOUND, "container deleted"))?;
         core.kill(req.signal as i32, req.all).map_err(core_err)?;
         Ok(Empty::new())
     }
@@ -264,12 +302,19 @@ impl Task for Service {
         let c = self.get(&req.id)?;
         let pids = {
             let core = c.core.lock().unwrap();
-            core.as_ref().map(|k| k.pids()).transpose().map_err(core_err)?.unwrap_or_default()
+            core.as_ref()
+                .map(|k| k.pids())
+                .transpose()
+                .map_err(core_err)?
+                .unwrap_or_default()
         };
         Ok(PidsResponse {
             processes: pids
                 .into_iter()
-                .map(|pid| ProcessInfo { pid: pid as u32, ..Default::default() })
+                .map(|pid| ProcessInfo {
+                    pid: pid as u32,
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         })
@@ -280,7 +325,10 @@ impl Task for Service {
         let c = self.get(&req.id)?;
         match c.status() {
             Status::Running => {
-                return Err(err(Code::FAILED_PRECONDITION, format!("container {} is running: kill it before delete", req.id)))
+                return Err(err(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {} is running: kill it before delete", req.id),
+                ))
             }
             Status::Created => {
                 // Never started: the init waits before exec; end it.

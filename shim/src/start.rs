@@ -19,7 +19,10 @@ fn group_id(id: &str) -> String {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    spec["annotations"][SANDBOX_ID].as_str().unwrap_or(id).to_string()
+    spec["annotations"][SANDBOX_ID]
+        .as_str()
+        .unwrap_or(id)
+        .to_string()
 }
 
 fn listen(path: &str) -> Result<Option<UnixListener>> {
@@ -33,7 +36,9 @@ fn listen(path: &str) -> Result<Option<UnixListener>> {
             }
             // A dead shim's socket: take it over.
             std::fs::remove_file(path).map_err(|e| format!("remove stale socket {path}: {e}"))?;
-            Ok(Some(UnixListener::bind(path).map_err(|e| format!("bind {path}: {e}"))?))
+            Ok(Some(
+                UnixListener::bind(path).map_err(|e| format!("bind {path}: {e}"))?,
+            ))
         }
         Err(e) => Err(format!("bind {path}: {e}").into()),
     }

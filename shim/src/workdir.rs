@@ -83,7 +83,11 @@ mod tests {
         assert_eq!(m.mode() & 0o7777, 0o700);
         remove(&b).unwrap();
         assert!(!d.exists());
-        assert_eq!(fs::read_dir(&b).unwrap().count(), 0, "nothing hidden left behind");
+        assert_eq!(
+            fs::read_dir(&b).unwrap().count(),
+            0,
+            "nothing hidden left behind"
+        );
         fs::remove_dir(&b).unwrap();
     }
 

@@ -1,0 +1,158 @@
+//! Drives a real private containerd through `ctr`. The instance is started by
+//! `scripts/test` (see `scripts/containerd`), which exports
+//! `RSHIM_CONTAINERD_ENV` naming its env file. Needs root; CI runs as root.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "localhost/rshim/busybox:latest";
+pub const RUNTIME: &str = "io.containerd.rust.v1";
+pub const RUNC: &str = "io.containerd.runc.v2";
+pub const NS: &str = "rshim-test-e2e";
+
+pub struct Env {
+    pub address: String,
+    pub ctr: String,
+    pub version: String,
+    pub state: PathBuf,
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let file = std::env::var("RSHIM_CONTAINERD_ENV").expect(
+            "RSHIM_CONTAINERD_ENV is not set: run the end-to-end tests through scripts/test, which starts a private containerd",
+        );
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {file}: {e}"));
+        let vars: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim_start_matches("export ").to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        let address = vars["CONTAINERD_ADDRESS"].clone();
+        let state = vars.get("CONTAINERD_STATE").map(PathBuf::from).unwrap_or_else(|| {
+            Path::new(&address).parent().unwrap().join("state")
+        });
+        let e = Env {
+            address,
+            ctr: vars["CTR"].clone(),
+            version: vars.get("CONTAINERD_VERSION").cloned().unwrap_or_default(),
+            state,
+        };
+        let image = repo().join("test-bundles/out/image.tar");
+        let out = Command::new(&e.ctr)
+            .args(["-a", &e.address, "-n", NS, "images", "import", "--all-platforms"])
+            .arg(&image)
+            .output()
+            .expect("run ctr images import");
+        assert!(out.status.success(), "import {}: {}", image.display(), String::from_utf8_lossy(&out.stderr));
+        e
+    })
+}
+
+pub fn ctr(args: &[&str]) -> Command {
+    let e = env();
+    let mut c = Command::new(&e.ctr);
+    c.args(["-a", &e.address, "-n", NS]).args(args);
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    ctr(args).stdin(Stdio::null()).output().expect("run ctr")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `ctr run --rm --runtime RUNTIME IMAGE id cmd...`
+pub fn run_rm(runtime: &str, id: &str, cmd: &[&str]) -> Output {
+    let mut a = vec!["run", "--rm", "--runtime", runtime, IMAGE, id];
+    a.extend_from_slice(cmd);
+    run(&a)
+}
+
+pub fn rootfs() -> PathBuf {
+    repo().join("test-bundles/out/rootfs")
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn task_status(id: &str) -> Option<String> {
+    let o = run(&["task", "ls"]);
+    text(&o.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(2).map(String::from))
+}
+
+/// Shim processes serving containers of our private containerd.
+pub fn shim_pids_for(id: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| text(a)).collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|a| a.ends_with("containerd-shim-rust-v1"));
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == "-address" && w[1] == env().address);
+        let this = args.windows(2).any(|w| w[0] == "-id" && w[1] == id);
+        if is_shim && ours && this {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Asserts nothing of container `id` is left on the host.
+pub fn assert_no_leftovers(id: &str) {
+    wait_for(
+        &format!("shim of {id} to exit"),
+        Duration::from_secs(10),
+        || shim_pids_for(id).is_empty(),
+    );
+    let bundle = env()
+        .state
+        .join("io.containerd.runtime.v2.task")
+        .join(NS)
+        .join(id);
+    assert!(
+        !bundle.exists(),
+        "bundle dir {} left behind",
+        bundle.display()
+    );
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let cg = h.path().join(NS).join(id);
+        assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&format!("/{NS}/{id}/")),
+        "mount of {id} left behind:\n{mounts}"
+    );
+}

@@ -1,0 +1,296 @@
+//! End-to-end: a real containerd (1.6 or 2.1, whichever `scripts/test` started)
+//! running containers through our shim, driven with `ctr`. Needs root.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn exit_code_and_stdio_from_image() {
+    let o = run_rm(
+        RUNTIME,
+        "stdio-img",
+        &["sh", "-c", "echo hi; echo err >&2; exit 3"],
+    );
+    assert_eq!(text(&o.stdout), "hi\n", "stderr: {}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("err\n"), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(3));
+    assert_no_leftovers("stdio-img");
+}
+
+#[test]
+fn exit_code_and_stdio_from_rootfs_dir() {
+    let r = rootfs();
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--rootfs",
+        r.to_str().unwrap(),
+        "stdio-dir",
+        "sh",
+        "-c",
+        "echo hi; echo err >&2; exit 3",
+    ]);
+    assert_eq!(text(&o.stdout), "hi\n", "stderr: {}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("err\n"));
+    assert_eq!(o.status.code(), Some(3));
+    assert_no_leftovers("stdio-dir");
+}
+
+#[test]
+fn sigkilled_init_reports_137() {
+    let id = "sigkill";
+    let mut child = ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        id,
+        "sleep",
+        "1000",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_for("task running", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("RUNNING")
+    });
+    let k = run(&["task", "kill", "-s", "KILL", id]);
+    assert!(k.status.success(), "{}", text(&k.stderr));
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(137));
+    assert_no_leftovers(id);
+}
+
+#[test]
+fn inside_the_container() {
+    let host_uts = std::fs::read_link("/proc/self/ns/uts").unwrap();
+    let script = "echo pid=$$; readlink /proc/self/ns/uts; hostname inner-name && hostname; \
+                  ls /proc/self/fd | tr '\\n' ' '; echo; cat /proc/self/mountinfo";
+    let o = run_rm(RUNTIME, "inside", &["sh", "-c", script]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pid=1");
+    assert_ne!(
+        lines[1],
+        host_uts.to_str().unwrap(),
+        "container shares the host's uts namespace"
+    );
+    assert_eq!(lines[2], "inner-name");
+    assert_ne!(
+        nix_hostname(),
+        "inner-name",
+        "hostname change leaked to the host"
+    );
+    // `ls` holds one fd of its own (3) for the directory it lists.
+    assert_eq!(
+        lines[3].trim(),
+        "0 1 2 3",
+        "fds open in the container: {}",
+        lines[3]
+    );
+    let targets: Vec<&str> = lines[4..]
+        .iter()
+        .filter_map(|l| l.split(' ').nth(4))
+        .collect();
+    assert_eq!(targets[0], "/");
+    for t in &targets {
+        let ok = ["/", "/proc", "/dev", "/sys", "/run", "/etc"]
+            .iter()
+            .any(|p| t == p || t.starts_with(&format!("{p}/")));
+        assert!(ok, "unexpected mount {t} in container:\n{out}");
+    }
+    assert_no_leftovers("inside");
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn detached_lifecycle_leaves_nothing() {
+    let id = "lifecycle";
+    let o = run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("task running", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("RUNNING")
+    });
+    let ps = text(&run(&["task", "ps", id]).stdout);
+    let pids: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(!pids.is_empty(), "task ps shows no process:\n{ps}");
+    assert_eq!(shim_pids_for(id).len(), 1, "one shim serves the container");
+    let k = run(&["task", "kill", "-s", "TERM", id]);
+    assert!(k.status.success(), "{}", text(&k.stderr));
+    wait_for("task stopped", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("STOPPED")
+    });
+    let rm = run(&["task", "rm", id]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    let crm = run(&["c", "rm", id]);
+    assert!(crm.status.success(), "{}", text(&crm.stderr));
+    assert_no_leftovers(id);
+}
+
+#[test]
+fn stdin_round_trips() {
+    let mut child = ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, "stdin", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // ctr wires CloseIO only once the task exists: hold stdin open until then.
+    wait_for("task running", Duration::from_secs(20), || {
+        task_status("stdin").as_deref() == Some("RUNNING")
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"data\nmore data\n").unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(out, "data\nmore data\n");
+    assert_no_leftovers("stdin");
+}
+
+#[test]
+fn ten_megabytes_arrive_intact() {
+    let script =
+        "head -c 10000000 /dev/urandom > /tmp/blob; sha256sum /tmp/blob >&2; cat /tmp/blob";
+    let o = run_rm(RUNTIME, "bigout", &["sh", "-c", script]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(o.stdout.len(), 10_000_000);
+    let mut sha = std::process::Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sha.stdin.take().unwrap().write_all(&o.stdout).unwrap();
+    let outside = text(&sha.wait_with_output().unwrap().stdout);
+    let inside = text(&o.stderr);
+    assert_eq!(
+        outside.split_whitespace().next(),
+        inside.split_whitespace().next()
+    );
+    assert_no_leftovers("bigout");
+}
+
+#[test]
+fn missing_rootfs_is_one_clear_error() {
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--rootfs",
+        "/nonexistent/rootfs",
+        "norootfs",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("root.path /nonexistent/rootfs"), "{err}");
+    assert_no_leftovers("norootfs");
+}
+
+#[test]
+fn unknown_namespace_is_one_clear_error() {
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--with-ns",
+        "bogus:/proc/1/ns/net",
+        IMAGE,
+        "badns",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("bogus"), "{err}");
+    assert_no_leftovers("badns");
+}
+
+#[test]
+fn missing_command_is_one_clear_error() {
+    let o = run_rm(RUNTIME, "nocmd", &["/bin/no-such-command"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("/bin/no-such-command"), "{err}");
+    assert_no_leftovers("nocmd");
+}
+
+#[test]
+fn twenty_concurrent_containers() {
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let id = format!("conc{i}");
+            let c = ctr(&[
+                "run",
+                "--rm",
+                "--runtime",
+                RUNTIME,
+                IMAGE,
+                &id,
+                "sh",
+                "-c",
+                "echo $$",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+            (id, c)
+        })
+        .collect();
+    for (id, c) in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{id}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stdout), "1\n", "{id}");
+        assert_no_leftovers(&id);
+    }
+}
+
+#[test]
+fn runc_shim_reference_agrees_on_exit_code() {
+    // The same command through the Go runc shim of this containerd: same answer.
+    let o = run_rm(RUNC, "ref-runc", &["sh", "-c", "echo hi; exit 3"]);
+    assert_eq!(
+        (text(&o.stdout).as_str(), o.status.code()),
+        ("hi\n", Some(3)),
+        "{}",
+        text(&o.stderr)
+    );
+}
