@@ -33,7 +33,9 @@ fn hierarchies() -> Result<Vec<Hierarchy>> {
     let mut out = Vec::new();
     for line in info.lines() {
         // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let mount = pre.split(' ').nth(4).unwrap_or_default();
         let mut post = post.split(' ');
         let fstype = post.next().unwrap_or_default();
@@ -47,7 +49,13 @@ fn hierarchies() -> Result<Vec<Hierarchy>> {
             "cgroup" => {
                 let name: Vec<&str> = superopts
                     .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "clone_children" && *o != "noprefix" && *o != "xattr")
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro")
+                            && !o.starts_with("release_agent")
+                            && *o != "clone_children"
+                            && *o != "noprefix"
+                            && *o != "xattr"
+                    })
                     .collect();
                 out.push(Hierarchy {
                     mount: mount.into(),
@@ -139,7 +147,10 @@ impl Cgroup {
     }
 
     fn unified(&self) -> Option<&Path> {
-        self.dirs.iter().find(|(h, _)| h.v2).map(|(_, d)| d.as_path())
+        self.dirs
+            .iter()
+            .find(|(h, _)| h.v2)
+            .map(|(_, d)| d.as_path())
     }
 
     /// True on a host whose cgroup tree is v2 only.
@@ -153,10 +164,21 @@ impl Cgroup {
         let v2 = self.v2_only();
         let unsupported = [
             ("linux.resources.blockIO", res.block_io().is_some()),
-            ("linux.resources.hugepageLimits", res.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())),
+            (
+                "linux.resources.hugepageLimits",
+                res.hugepage_limits()
+                    .as_ref()
+                    .is_some_and(|h| !h.is_empty()),
+            ),
             ("linux.resources.network", res.network().is_some()),
-            ("linux.resources.rdma", res.rdma().as_ref().is_some_and(|r| !r.is_empty())),
-            ("linux.resources.unified", res.unified().as_ref().is_some_and(|u| !u.is_empty())),
+            (
+                "linux.resources.rdma",
+                res.rdma().as_ref().is_some_and(|r| !r.is_empty()),
+            ),
+            (
+                "linux.resources.unified",
+                res.unified().as_ref().is_some_and(|u| !u.is_empty()),
+            ),
         ];
         if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
             return Err(Error::unsupported(*field, "not supported yet"));
@@ -164,7 +186,11 @@ impl Cgroup {
         if let Some(mem) = res.memory() {
             if let Some(limit) = mem.limit() {
                 if v2 {
-                    let v = if limit < 0 { "max".to_string() } else { limit.to_string() };
+                    let v = if limit < 0 {
+                        "max".to_string()
+                    } else {
+                        limit.to_string()
+                    };
                     write(self.unified().unwrap(), "memory.max", &v)?;
                 } else if let Some(d) = self.dir_of("memory") {
                     write(d, "memory.limit_in_bytes", &limit.to_string())?;
@@ -185,8 +211,16 @@ impl Cgroup {
         }
         if let Some(pids) = res.pids() {
             let limit = pids.limit();
-            let v = if limit <= 0 { "max".to_string() } else { limit.to_string() };
-            let d = if v2 { self.unified() } else { self.dir_of("pids") };
+            let v = if limit <= 0 {
+                "max".to_string()
+            } else {
+                limit.to_string()
+            };
+            let d = if v2 {
+                self.unified()
+            } else {
+                self.dir_of("pids")
+            };
             if let Some(d) = d {
                 write(d, "pids.max", &v)?;
             }
@@ -200,8 +234,15 @@ impl Cgroup {
                     write(d, "cpu.weight", &w.to_string())?;
                 }
                 if cpu.quota().is_some() || cpu.period().is_some() {
-                    let q = cpu.quota().filter(|q| *q > 0).map_or("max".to_string(), |q| q.to_string());
-                    write(d, "cpu.max", &format!("{q} {}", cpu.period().unwrap_or(100_000)))?;
+                    let q = cpu
+                        .quota()
+                        .filter(|q| *q > 0)
+                        .map_or("max".to_string(), |q| q.to_string());
+                    write(
+                        d,
+                        "cpu.max",
+                        &format!("{q} {}", cpu.period().unwrap_or(100_000)),
+                    )?;
                 }
             } else if let Some(d) = self.dir_of("cpu") {
                 if let Some(shares) = cpu.shares() {
@@ -214,7 +255,11 @@ impl Cgroup {
                     write(d, "cpu.cfs_quota_us", &quota.to_string())?;
                 }
             }
-            if let Some(d) = if v2 { self.unified() } else { self.dir_of("cpuset") } {
+            if let Some(d) = if v2 {
+                self.unified()
+            } else {
+                self.dir_of("cpuset")
+            } {
                 if let Some(cpus) = cpu.cpus() {
                     write(d, "cpuset.cpus", cpus)?;
                 }
@@ -223,7 +268,10 @@ impl Cgroup {
                 }
             }
             if cpu.realtime_period().is_some() || cpu.realtime_runtime().is_some() {
-                return Err(Error::unsupported("linux.resources.cpu.realtime*", "not supported yet"));
+                return Err(Error::unsupported(
+                    "linux.resources.cpu.realtime*",
+                    "not supported yet",
+                ));
             }
         }
         if let Some(devices) = res.devices().as_ref().filter(|d| !d.is_empty()) {
@@ -245,7 +293,11 @@ impl Cgroup {
         self.dirs
             .iter()
             .map(|(h, d)| CgroupDir {
-                name: if h.v2 && !self.v2_only() { "unified".into() } else { h.name.clone() },
+                name: if h.v2 && !self.v2_only() {
+                    "unified".into()
+                } else {
+                    h.name.clone()
+                },
                 host_dir: d.clone(),
             })
             .collect()

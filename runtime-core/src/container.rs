@@ -145,25 +145,41 @@ fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<(Pidfd, Channel)> {
         bundle: opts.bundle.to_path_buf(),
         cgroups: cgroup.dirs(),
     };
-    let sent = ours.send(&ToInit::Config(cfg), None);
-    let first = sent.and_then(|_| ours.recv::<FromInit>());
+    ours.send(&ToInit::Config(cfg), None)?;
+    // Two senders share the channel: the helper reports the init's pid(fd),
+    // the init reports Ready or Error. Under load either may come first.
+    let mut init: Option<Pidfd> = None;
+    let mut outcome: Option<Result<()>> = None;
+    while init.is_none() || outcome.is_none() {
+        match ours.recv::<FromInit>() {
+            Ok(Some((FromInit::Pid(pid), Some(fd)))) => init = Some(Pidfd::new(pid, fd)),
+            Ok(Some((FromInit::Ready, _))) => outcome = Some(Ok(())),
+            Ok(Some((FromInit::Error(msg), _))) => outcome = Some(Err(Error::Init(msg))),
+            Ok(Some((other, _))) => {
+                outcome = Some(Err(Error::Protocol(format!("unexpected {other:?}"))));
+                break;
+            }
+            // EOF: helper and init are both gone.
+            Ok(None) => break,
+            Err(e) => {
+                outcome = Some(Err(e));
+                break;
+            }
+        }
+    }
     // The helper exits right after reporting the init; reap it (it is our child).
     let _ = child.wait();
-    let init = match first? {
-        Some((FromInit::Pid(pid), Some(fd))) => Pidfd::new(pid, fd),
-        Some((FromInit::Error(msg), _)) => return Err(Error::Init(msg)),
-        other => return Err(Error::Protocol(format!("helper ended without an init: {other:?}"))),
-    };
-    match ours.recv::<FromInit>() {
-        Ok(Some((FromInit::Ready, _))) => Ok((init, ours)),
-        other => {
-            // The init failed during set-up: make sure it is gone and reaped.
-            init.signal(libc::SIGKILL)?;
-            let _ = init.reap_blocking();
-            Err(match other {
-                Ok(Some((FromInit::Error(msg), _))) => Error::Init(msg),
-                Ok(other) => Error::Protocol(format!("init ended during set-up: {other:?}")),
-                Err(e) => e,
+    match (init, outcome) {
+        (Some(init), Some(Ok(()))) => Ok((init, ours)),
+        (init, outcome) => {
+            // Set-up failed: make sure the init is gone and reaped.
+            if let Some(init) = init {
+                init.signal(libc::SIGKILL)?;
+                let _ = init.reap_blocking();
+            }
+            Err(match outcome {
+                Some(Err(e)) => e,
+                _ => Error::Protocol("container init ended during set-up without a report".into()),
             })
         }
     }

@@ -32,7 +32,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// Wraps an `errno`-style failure with the syscall name and its object.
-    pub fn sys(syscall: &'static str, what: impl std::fmt::Display, source: std::io::Error) -> Self {
+    pub fn sys(
+        syscall: &'static str,
+        what: impl std::fmt::Display,
+        source: std::io::Error,
+    ) -> Self {
         Error::Sys {
             syscall,
             what: what.to_string(),

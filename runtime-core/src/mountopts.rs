@@ -73,4 +73,3 @@ pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
     };
     Some(f | rec)
 }
-

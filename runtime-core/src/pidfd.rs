@@ -65,7 +65,10 @@ impl Pidfd {
     pub fn reap_blocking(&self) -> Result<ExitStatus> {
         match sys::waitid_pidfd(self.fd.as_raw_fd(), false) {
             Ok(Some(info)) => Ok(ExitStatus::from_siginfo(&info)),
-            Ok(None) => Err(Error::Protocol(format!("waitid: no status for {}", self.pid))),
+            Ok(None) => Err(Error::Protocol(format!(
+                "waitid: no status for {}",
+                self.pid
+            ))),
             Err(e) => Err(Error::sys("waitid(P_PIDFD)", self.pid, e)),
         }
     }

@@ -50,7 +50,11 @@ fn mount_one(m: &RootfsMount, target: &Path) -> Result<()> {
             tgt.as_ptr(),
             fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
             flags,
-            if data.is_empty() { std::ptr::null() } else { data_c.as_ptr().cast() },
+            if data.is_empty() {
+                std::ptr::null()
+            } else {
+                data_c.as_ptr().cast()
+            },
         )
     };
     if r < 0 {
@@ -58,7 +62,13 @@ fn mount_one(m: &RootfsMount, target: &Path) -> Result<()> {
     }
     if opts.bind && flags & !(libc::MS_BIND | libc::MS_REC) != 0 {
         let r = unsafe {
-            libc::mount(std::ptr::null(), tgt.as_ptr(), std::ptr::null(), flags | libc::MS_REMOUNT, std::ptr::null())
+            libc::mount(
+                std::ptr::null(),
+                tgt.as_ptr(),
+                std::ptr::null(),
+                flags | libc::MS_REMOUNT,
+                std::ptr::null(),
+            )
         };
         if r < 0 {
             let e = crate::error::last("mount(MS_REMOUNT)", &what);
@@ -82,7 +92,9 @@ pub fn unmount(target: &Path) -> Result<()> {
             Some(libc::EBUSY) if attempt < 49 => std::thread::sleep(Duration::from_millis(10)),
             _ => {
                 // Last resort: detach, so the bundle can go even if a file is held open.
-                if unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } == 0 {
+                if unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) }
+                    == 0
+                {
                     continue;
                 }
                 return Err(Error::sys("umount2", target.display(), e));

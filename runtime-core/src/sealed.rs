@@ -46,8 +46,13 @@ fn seal_self() -> Result<OwnedFd> {
         return Err(last("memfd_create", "sealed shim binary"));
     }
     let memfd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut src = File::open("/proc/self/exe").map_err(|e| Error::sys("open", "/proc/self/exe", e))?;
-    let mut dst = File::from(memfd.try_clone().map_err(|e| Error::sys("dup", "memfd", e))?);
+    let mut src =
+        File::open("/proc/self/exe").map_err(|e| Error::sys("open", "/proc/self/exe", e))?;
+    let mut dst = File::from(
+        memfd
+            .try_clone()
+            .map_err(|e| Error::sys("dup", "memfd", e))?,
+    );
     io::copy(&mut src, &mut dst).map_err(|e| Error::sys("copy", "/proc/self/exe to memfd", e))?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {

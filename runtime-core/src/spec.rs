@@ -50,16 +50,28 @@ pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
 /// Refuses the fields we do not implement yet, each by name.
 pub fn check_supported(spec: &Spec) -> Result<()> {
     let process = spec.process().as_ref().ok_or_else(|| {
-        Error::unsupported("process", "a container needs a process to run: set process.args")
+        Error::unsupported(
+            "process",
+            "a container needs a process to run: set process.args",
+        )
     })?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::unsupported("process.args", "must name the command to run"));
+        return Err(Error::unsupported(
+            "process.args",
+            "must name the command to run",
+        ));
     }
     if process.terminal() == Some(true) {
-        return Err(Error::unsupported("process.terminal", "terminals are not supported yet"));
+        return Err(Error::unsupported(
+            "process.terminal",
+            "terminals are not supported yet",
+        ));
     }
     for (field, set) in [
-        ("process.apparmorProfile", process.apparmor_profile().is_some()),
+        (
+            "process.apparmorProfile",
+            process.apparmor_profile().is_some(),
+        ),
         ("process.selinuxLabel", process.selinux_label().is_some()),
         ("process.ioPriority", process.io_priority().is_some()),
         ("process.scheduler", process.scheduler().is_some()),
@@ -69,10 +81,16 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         }
     }
     if spec.hooks().is_some() {
-        return Err(Error::unsupported("hooks", "OCI hooks are not supported yet"));
+        return Err(Error::unsupported(
+            "hooks",
+            "OCI hooks are not supported yet",
+        ));
     }
     let Some(linux) = spec.linux() else {
-        return Err(Error::unsupported("linux", "a Linux container needs the linux section"));
+        return Err(Error::unsupported(
+            "linux",
+            "a Linux container needs the linux section",
+        ));
     };
     for ns in linux.namespaces().iter().flatten() {
         match ns.typ() {
@@ -93,12 +111,21 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     }
     for (field, set) in [
         ("linux.seccomp", linux.seccomp().is_some()),
-        ("linux.sysctl", linux.sysctl().as_ref().is_some_and(|s| !s.is_empty())),
+        (
+            "linux.sysctl",
+            linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
+        ),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         ("linux.personality", linux.personality().is_some()),
         ("linux.mountLabel", linux.mount_label().is_some()),
-        ("linux.uidMappings", linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())),
-        ("linux.gidMappings", linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())),
+        (
+            "linux.uidMappings",
+            linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+        (
+            "linux.gidMappings",
+            linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
     ] {
         if set {
             return Err(Error::unsupported(field, "not supported yet"));

@@ -19,14 +19,18 @@ struct Out {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A fresh bundle from `test-bundles/gen`, with `edit` applied to its config.
 fn bundle(name: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rshim-core-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let gen = std::env::var_os("RSHIM_BUNDLE_GEN").map_or(repo().join("test-bundles/gen"), PathBuf::from);
+    let gen =
+        std::env::var_os("RSHIM_BUNDLE_GEN").map_or(repo().join("test-bundles/gen"), PathBuf::from);
     let st = Command::new(gen)
         .arg("bundle")
         .arg(&dir)
@@ -90,7 +94,10 @@ fn sh(name: &str, script: &str) -> Out {
 
 fn exit_code_and_stdio() {
     let o = sh("exit", "echo hi; echo err >&2; exit 3");
-    assert_eq!((o.status, o.stdout.as_str(), o.stderr.as_str()), (3, "hi\n", "err\n"));
+    assert_eq!(
+        (o.status, o.stdout.as_str(), o.stderr.as_str()),
+        (3, "hi\n", "err\n")
+    );
 }
 
 fn init_is_pid1_with_own_hostname() {
@@ -107,50 +114,96 @@ fn only_stdio_fds_open() {
 
 fn mount_table_is_the_containers() {
     let o = sh("mounts", "cat /proc/self/mountinfo");
-    let targets: Vec<&str> = o.stdout.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    let targets: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .collect();
     assert_eq!(targets.first(), Some(&"/"), "{}", o.stdout);
     for t in &targets {
-        assert!(!t.starts_with("/work") && !t.starts_with("/tmp/"), "host mount {t} visible:\n{}", o.stdout);
+        assert!(
+            !t.starts_with("/work") && !t.starts_with("/tmp/"),
+            "host mount {t} visible:\n{}",
+            o.stdout
+        );
     }
     for want in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"] {
         assert!(targets.contains(&want), "{want} missing:\n{}", o.stdout);
     }
     // masked and read-only paths
-    let keys = o.stdout.lines().find(|l| l.split(' ').nth(4) == Some("/proc/keys")).expect("/proc/keys masked");
-    assert!(keys.split(' ').nth(3) == Some("/null"), "/proc/keys not masked with /dev/null: {keys}");
-    let sys = o.stdout.lines().find(|l| l.split(' ').nth(4) == Some("/proc/sys")).expect("/proc/sys ro bind");
+    let keys = o
+        .stdout
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/proc/keys"))
+        .expect("/proc/keys masked");
+    assert!(
+        keys.split(' ').nth(3) == Some("/null"),
+        "/proc/keys not masked with /dev/null: {keys}"
+    );
+    let sys = o
+        .stdout
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/proc/sys"))
+        .expect("/proc/sys ro bind");
     assert!(sys.split(' ').nth(5).unwrap().starts_with("ro"), "{sys}");
 }
 
 fn default_devices_and_symlinks() {
     let o = sh("dev", "ls -l /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty; readlink /dev/fd; readlink /dev/ptmx");
-    for (name, nums) in [("null", "1,   3"), ("zero", "1,   5"), ("urandom", "1,   9")] {
+    for (name, nums) in [
+        ("null", "1,   3"),
+        ("zero", "1,   5"),
+        ("urandom", "1,   9"),
+    ] {
         assert!(
-            o.stdout.lines().any(|l| l.starts_with('c') && l.contains(nums) && l.ends_with(name)),
+            o.stdout
+                .lines()
+                .any(|l| l.starts_with('c') && l.contains(nums) && l.ends_with(name)),
             "/dev/{name}:\n{}{}",
             o.stdout,
             o.stderr
         );
     }
-    assert!(o.stdout.contains("/proc/self/fd\npts/ptmx\n"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("/proc/self/fd\npts/ptmx\n"),
+        "{}",
+        o.stdout
+    );
 }
 
 fn user_caps_and_nnp() {
-    let b = bundle("user", &["sh", "-c", "id -u; id -g; grep -E '^(Cap|NoNewPrivs|Groups)' /proc/self/status"], |v| {
-        v["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10]});
-        v["process"]["noNewPrivileges"] = json!(true);
-        let caps = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
-        // A non-root process keeps capabilities across execve only through the ambient set.
-        v["process"]["capabilities"] =
-            json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps});
-    });
+    let b = bundle(
+        "user",
+        &[
+            "sh",
+            "-c",
+            "id -u; id -g; grep -E '^(Cap|NoNewPrivs|Groups)' /proc/self/status",
+        ],
+        |v| {
+            v["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10]});
+            v["process"]["noNewPrivileges"] = json!(true);
+            let caps = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+            // A non-root process keeps capabilities across execve only through the ambient set.
+            v["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps});
+        },
+    );
     let o = run(&b, "user").unwrap();
     let _ = std::fs::remove_dir_all(&b);
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert_eq!(&lines[..2], ["1000", "1000"], "{}", o.stderr);
-    let field = |k: &str| lines.iter().find(|l| l.starts_with(k)).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+    let field = |k: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
     // CAP_KILL is bit 5, CAP_NET_BIND_SERVICE bit 10.
-    assert_eq!(field("CapEff:").as_deref(), Some("0000000000000420"), "{}", o.stdout);
+    assert_eq!(
+        field("CapEff:").as_deref(),
+        Some("0000000000000420"),
+        "{}",
+        o.stdout
+    );
     assert_eq!(field("CapBnd:").as_deref(), Some("0000000000000420"));
     assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"));
     assert_eq!(field("Groups:").as_deref(), Some("10"));
@@ -162,16 +215,30 @@ fn cgroup_is_made_joined_and_removed() {
     let cg = format!("/rshim-test-core/{name}-{}", std::process::id());
     let o = run(&b, name).unwrap();
     let _ = std::fs::remove_dir_all(&b);
-    assert!(o.stdout.lines().any(|l| l == format!("4:memory:{cg}") || l.ends_with(&format!(":memory:{cg}"))), "{}", o.stdout);
-    assert!(!Path::new(&format!("/sys/fs/cgroup/memory{cg}")).exists(), "cgroup left behind");
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l == format!("4:memory:{cg}") || l.ends_with(&format!(":memory:{cg}"))),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup/memory{cg}")).exists(),
+        "cgroup left behind"
+    );
 }
 
 fn missing_rootfs_is_one_clear_error() {
-    let b = bundle("norootfs", &["true"], |v| v["root"]["path"] = json!("/nonexistent/rootfs"));
+    let b = bundle("norootfs", &["true"], |v| {
+        v["root"]["path"] = json!("/nonexistent/rootfs")
+    });
     let err = run(&b, "norootfs").unwrap_err().to_string();
     let _ = std::fs::remove_dir_all(&b);
     assert!(err.contains("root.path /nonexistent/rootfs"), "{err}");
-    let cg = format!("/sys/fs/cgroup/memory/rshim-test-core/norootfs-{}", std::process::id());
+    let cg = format!(
+        "/sys/fs/cgroup/memory/rshim-test-core/norootfs-{}",
+        std::process::id()
+    );
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
 }
 
@@ -180,13 +247,19 @@ fn missing_command_fails_create() {
     let err = run(&b, "nocmd").unwrap_err().to_string();
     let _ = std::fs::remove_dir_all(&b);
     assert!(err.contains("/bin/does-not-exist"), "{err}");
-    let cg = format!("/sys/fs/cgroup/memory/rshim-test-core/nocmd-{}", std::process::id());
+    let cg = format!(
+        "/sys/fs/cgroup/memory/rshim-test-core/nocmd-{}",
+        std::process::id()
+    );
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
 }
 
 fn unknown_namespace_is_refused() {
     let b = bundle("badns", &["true"], |v| {
-        v["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"}))
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "bogus"}))
     });
     let err = run(&b, "badns").unwrap_err().to_string();
     let _ = std::fs::remove_dir_all(&b);
@@ -194,12 +267,40 @@ fn unknown_namespace_is_refused() {
 }
 
 fn raising_hard_rlimit_is_a_clear_error() {
-    let b = bundle("rlimit", &["true"], |v| {
-        v["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1u64 << 40}])
-    });
+    let b =
+        bundle(
+            "rlimit",
+            &["true"],
+            |v| {
+                v["process"]["rlimits"] =
+                    json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1u64 << 40}])
+            },
+        );
     let err = run(&b, "rlimit").unwrap_err().to_string();
     let _ = std::fs::remove_dir_all(&b);
-    assert!(err.contains("RLIMIT_NOFILE") || err.contains("RlimitNofile"), "{err}");
+    assert!(
+        err.contains("RLIMIT_NOFILE") || err.contains("RlimitNofile"),
+        "{err}"
+    );
+}
+
+fn joins_namespaces_by_path() {
+    // The host's network namespace, by path: the container must be a member.
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let script = "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc";
+    let b = bundle("joinns", &["sh", "-c", script], |v| {
+        for ns in v["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!("/proc/self/ns/net");
+            }
+        }
+    });
+    let o = run(&b, "joinns").unwrap();
+    let _ = std::fs::remove_dir_all(&b);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.first().copied(), Some(host_net.to_str().unwrap()), "{}", o.stderr);
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_ne!(lines.get(1).copied(), Some(host_ipc.to_str().unwrap()), "ipc should be new");
 }
 
 fn concurrent_creates_from_threads() {
@@ -214,7 +315,11 @@ fn concurrent_creates_from_threads() {
         })
         .collect();
     // Join all before failing, so no thread is cut off mid-cleanup.
-    let failures = handles.into_iter().map(|h| h.join()).filter(|r| r.is_err()).count();
+    let failures = handles
+        .into_iter()
+        .map(|h| h.join())
+        .filter(|r| r.is_err())
+        .count();
     assert_eq!(failures, 0, "{failures} of 20 concurrent containers failed");
 }
 
@@ -222,19 +327,41 @@ fn main() {
     runtime_core::init::main_if_helper();
     let tests: &[(&str, fn())] = &[
         ("exit_code_and_stdio", exit_code_and_stdio),
-        ("init_is_pid1_with_own_hostname", init_is_pid1_with_own_hostname),
+        (
+            "init_is_pid1_with_own_hostname",
+            init_is_pid1_with_own_hostname,
+        ),
         ("only_stdio_fds_open", only_stdio_fds_open),
-        ("mount_table_is_the_containers", mount_table_is_the_containers),
+        (
+            "mount_table_is_the_containers",
+            mount_table_is_the_containers,
+        ),
         ("default_devices_and_symlinks", default_devices_and_symlinks),
         ("user_caps_and_nnp", user_caps_and_nnp),
-        ("cgroup_is_made_joined_and_removed", cgroup_is_made_joined_and_removed),
-        ("missing_rootfs_is_one_clear_error", missing_rootfs_is_one_clear_error),
+        (
+            "cgroup_is_made_joined_and_removed",
+            cgroup_is_made_joined_and_removed,
+        ),
+        (
+            "missing_rootfs_is_one_clear_error",
+            missing_rootfs_is_one_clear_error,
+        ),
         ("missing_command_fails_create", missing_command_fails_create),
         ("unknown_namespace_is_refused", unknown_namespace_is_refused),
-        ("raising_hard_rlimit_is_a_clear_error", raising_hard_rlimit_is_a_clear_error),
-        ("concurrent_creates_from_threads", concurrent_creates_from_threads),
+        (
+            "raising_hard_rlimit_is_a_clear_error",
+            raising_hard_rlimit_is_a_clear_error,
+        ),
+        ("joins_namespaces_by_path", joins_namespaces_by_path),
+        (
+            "concurrent_creates_from_threads",
+            concurrent_creates_from_threads,
+        ),
     ];
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let (mut passed, mut failed) = (0, 0);
     for (name, f) in tests {
         if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {

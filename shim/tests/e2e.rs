@@ -75,7 +75,8 @@ fn inside_the_container() {
     let host_uts = std::fs::read_link("/proc/self/ns/uts").unwrap();
     let script = "echo pid=$$; readlink /proc/self/ns/uts; hostname inner-name && hostname; \
                   ls /proc/self/fd | tr '\\n' ' '; echo; cat /proc/self/mountinfo";
-    let o = run_rm(RUNTIME, "inside", &["sh", "-c", script]);
+    // sethostname needs CAP_SYS_ADMIN, which containerd's default spec does not grant.
+    let o = run(&["run", "--rm", "--runtime", RUNTIME, "--cap-add", "CAP_SYS_ADMIN", IMAGE, "inside", "sh", "-c", script]);
     let out = text(&o.stdout);
     assert!(o.status.success(), "{out}{}", text(&o.stderr));
     let lines: Vec<&str> = out.lines().collect();
@@ -293,4 +294,42 @@ fn runc_shim_reference_agrees_on_exit_code() {
         "{}",
         text(&o.stderr)
     );
+}
+
+#[test]
+fn events_in_containerds_order() {
+    let id = "events";
+    let mut events = ctr(&["events"]).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = run_rm(RUNTIME, id, &["true"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    std::thread::sleep(Duration::from_millis(300));
+    events.kill().unwrap();
+    let out = text(&events.wait_with_output().unwrap().stdout);
+    let topics: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(&format!("\"{id}\"")) || l.contains(&format!("container_id:{id}")) || l.contains(id))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+        .collect();
+    assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], "{out}");
+}
+
+#[test]
+fn killed_shim_is_cleaned_up_by_delete() {
+    let id = "shimkill";
+    let o = run(&["run", "-d", "--runtime", RUNTIME, IMAGE, id, "sleep", "1000"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("task running", Duration::from_secs(20), || task_status(id).as_deref() == Some("RUNNING"));
+    let shims = shim_pids_for(id);
+    assert_eq!(shims.len(), 1);
+    // containerd notices the dead shim and runs our `delete`, which must remove
+    // the container's processes, cgroup, rootfs mount and work dir.
+    unsafe { libc::kill(shims[0], libc::SIGKILL) };
+    wait_for("task gone or stopped", Duration::from_secs(20), || {
+        task_status(id).is_none_or(|s| s == "STOPPED" || s == "UNKNOWN")
+    });
+    let _ = run(&["task", "rm", "-f", id]);
+    let crm = run(&["c", "rm", id]);
+    assert!(crm.status.success(), "{}", text(&crm.stderr));
+    assert_no_leftovers(id);
 }

@@ -28,18 +28,42 @@ const SYMLINKS: &[(&str, &str)] = &[
 
 /// Creates a device node at `path` (inside the rootfs) and checks the result:
 /// the node we then use must be exactly the device asked for.
-fn mknod(root: RawFd, path: &Path, kind: libc::mode_t, major: u64, minor: u64, mode: u32, uid: u32, gid: u32) -> Result<()> {
+fn mknod(
+    root: RawFd,
+    path: &Path,
+    kind: libc::mode_t,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
     let what = format!("device {}", path.display());
     let parent = fsutil::mkdir_all(root, path.parent().unwrap_or(Path::new("/")), 0o755)?;
     let name = CString::new(path.file_name().unwrap_or_default().as_encoded_bytes()).unwrap();
     let dev = libc::makedev(major as u32, minor as u32);
-    let r = unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), kind | (mode & 0o7777), dev) };
+    let r = unsafe {
+        libc::mknodat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            kind | (mode & 0o7777),
+            dev,
+        )
+    };
     if r < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EEXIST) {
             // Replace whatever the image had there (it may be a symlink or a regular file).
             unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), 0) };
-            if unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), kind | (mode & 0o7777), dev) } < 0 {
+            if unsafe {
+                libc::mknodat(
+                    parent.as_raw_fd(),
+                    name.as_ptr(),
+                    kind | (mode & 0o7777),
+                    dev,
+                )
+            } < 0
+            {
                 return Err(crate::error::last("mknodat", &what));
             }
         } else {
@@ -50,22 +74,49 @@ fn mknod(root: RawFd, path: &Path, kind: libc::mode_t, major: u64, minor: u64, m
     if unsafe { libc::fchmodat(parent.as_raw_fd(), name.as_ptr(), mode & 0o7777, 0) } < 0 {
         return Err(crate::error::last("fchmodat", &what));
     }
-    if unsafe { libc::fchownat(parent.as_raw_fd(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) } < 0 {
+    if unsafe {
+        libc::fchownat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } < 0
+    {
         return Err(crate::error::last("fchownat", &what));
     }
-    let fd = fsutil::open(root, path, libc::O_PATH | libc::O_NOFOLLOW).map_err(|e| Error::sys("openat2", &what, e))?;
+    let fd = fsutil::open(root, path, libc::O_PATH | libc::O_NOFOLLOW)
+        .map_err(|e| Error::sys("openat2", &what, e))?;
     let st = fsutil::fstat(fd.as_raw_fd()).map_err(|e| Error::sys("fstat", &what, e))?;
     if st.st_mode & libc::S_IFMT != kind || st.st_rdev != dev {
-        return Err(Error::Init(format!("{what}: created node is not {major}:{minor}")));
+        return Err(Error::Init(format!(
+            "{what}: created node is not {major}:{minor}"
+        )));
     }
     Ok(())
 }
 
 pub fn populate(root: RawFd, spec: &Spec) -> Result<()> {
     for (name, major, minor) in DEFAULT {
-        mknod(root, &Path::new("/dev").join(name), libc::S_IFCHR, *major, *minor, 0o666, 0, 0)?;
+        mknod(
+            root,
+            &Path::new("/dev").join(name),
+            libc::S_IFCHR,
+            *major,
+            *minor,
+            0o666,
+            0,
+            0,
+        )?;
     }
-    for d in spec.linux().as_ref().and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let kind = match d.typ() {
             LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
             LinuxDeviceType::B => libc::S_IFBLK,
@@ -91,7 +142,13 @@ pub fn populate(root: RawFd, spec: &Spec) -> Result<()> {
     let dev = fsutil::mkdir_all(root, Path::new("/dev"), 0o755)?;
     let mut links: Vec<(&str, &str)> = SYMLINKS.to_vec();
     // /dev/ptmx must lead to the container's own devpts instance.
-    if fsutil::open(root, Path::new("/dev/pts/ptmx"), libc::O_PATH | libc::O_NOFOLLOW).is_ok() {
+    if fsutil::open(
+        root,
+        Path::new("/dev/pts/ptmx"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+    )
+    .is_ok()
+    {
         links.push(("ptmx", "pts/ptmx"));
     }
     for (name, target) in links {
@@ -113,8 +170,17 @@ pub fn populate(root: RawFd, spec: &Spec) -> Result<()> {
 /// The devices every container may use whatever its rules (runc's allow list):
 /// the default nodes, /dev/console, ptys, and `mknod` of anything.
 const ALWAYS_ALLOWED: &[&str] = &[
-    "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
 ];
 
 fn rule(r: &LinuxDeviceCgroup) -> String {
@@ -124,7 +190,11 @@ fn rule(r: &LinuxDeviceCgroup) -> String {
         _ => "a",
     };
     let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
-    let access = r.access().as_deref().filter(|a| !a.is_empty()).unwrap_or("rwm");
+    let access = r
+        .access()
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .unwrap_or("rwm");
     if t == "a" {
         return "a".into();
     }
@@ -139,7 +209,14 @@ pub fn apply_v1_rules(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         std::fs::write(&p, v).map_err(|e| Error::sys("write", format!("{} ({v})", p.display()), e))
     };
     for r in rules {
-        write(if r.allow() { "devices.allow" } else { "devices.deny" }, &rule(r))?;
+        write(
+            if r.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            },
+            &rule(r),
+        )?;
     }
     for r in ALWAYS_ALLOWED {
         write("devices.allow", r)?;

@@ -31,7 +31,11 @@ fn relative(path: &Path) -> PathBuf {
 
 pub fn open(root: RawFd, path: &Path, flags: i32) -> std::io::Result<OwnedFd> {
     let rel = relative(path);
-    let rel = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    };
     sys::openat2_in_root(root, &cstr(&rel), flags, 0)
 }
 
@@ -50,13 +54,24 @@ pub fn mkdir_all(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
                 if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) } < 0 {
                     let e = std::io::Error::last_os_error();
                     if e.raw_os_error() != Some(libc::EEXIST) {
-                        return Err(Error::sys("mkdirat", format!("{} in rootfs", cur.display()), e));
+                        return Err(Error::sys(
+                            "mkdirat",
+                            format!("{} in rootfs", cur.display()),
+                            e,
+                        ));
                     }
                 }
-                dir = open(root, &cur, libc::O_PATH | libc::O_DIRECTORY)
-                    .map_err(|e| Error::sys("openat2", format!("{} in rootfs", cur.display()), e))?;
+                dir = open(root, &cur, libc::O_PATH | libc::O_DIRECTORY).map_err(|e| {
+                    Error::sys("openat2", format!("{} in rootfs", cur.display()), e)
+                })?;
             }
-            Err(e) => return Err(Error::sys("openat2", format!("{} in rootfs", cur.display()), e)),
+            Err(e) => {
+                return Err(Error::sys(
+                    "openat2",
+                    format!("{} in rootfs", cur.display()),
+                    e,
+                ))
+            }
         }
     }
     Ok(dir)
@@ -76,12 +91,22 @@ pub fn ensure(root: RawFd, path: &Path, is_dir: bool) -> Result<OwnedFd> {
             // O_CREAT|O_EXCL under RESOLVE_IN_ROOT creates inside the rootfs or fails.
             let fd = open(root, path, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY)
                 .or_else(|_| open(root, path, libc::O_PATH))
-                .map_err(|e| Error::sys("openat2(O_CREAT)", format!("{} in rootfs", path.display()), e))?;
+                .map_err(|e| {
+                    Error::sys(
+                        "openat2(O_CREAT)",
+                        format!("{} in rootfs", path.display()),
+                        e,
+                    )
+                })?;
             drop(fd);
             open(root, path, libc::O_PATH)
                 .map_err(|e| Error::sys("openat2", format!("{} in rootfs", path.display()), e))
         }
-        Err(e) => Err(Error::sys("openat2", format!("{} in rootfs", path.display()), e)),
+        Err(e) => Err(Error::sys(
+            "openat2",
+            format!("{} in rootfs", path.display()),
+            e,
+        )),
     }
 }
 

@@ -79,7 +79,9 @@ fn helper(chan: &Channel) -> Result<()> {
     // Step 4. Safe to run Rust in the child: this process has a single thread.
     match unsafe { sys::clone3_fork(plan.clone_flags | libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "container init", e)),
-        Ok(Forked::Parent { pid, pidfd }) => chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd())),
+        Ok(Forked::Parent { pid, pidfd }) => {
+            chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))
+        }
         Ok(Forked::Child) => {
             let err = container_init(chan, &cfg, &spec, &rootfs, &plan);
             let _ = chan.send(&FromInit::Error(err.to_string()), None);

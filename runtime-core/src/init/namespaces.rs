@@ -54,7 +54,11 @@ impl Plan {
                     // Open every path before joining any: joining a mount namespace
                     // changes what the later paths would resolve to.
                     let f = File::open(path).map_err(|e| {
-                        Error::sys("open", format!("{} namespace {}", ns.typ(), path.display()), e)
+                        Error::sys(
+                            "open",
+                            format!("{} namespace {}", ns.typ(), path.display()),
+                            e,
+                        )
                     })?;
                     plan.joins.push((ns.typ(), path.display().to_string(), f));
                 }

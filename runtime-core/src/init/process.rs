@@ -77,7 +77,9 @@ fn rlimits(p: &Process) -> Result<()> {
 }
 
 fn oom_score_adj(p: &Process) -> Result<()> {
-    let Some(adj) = p.oom_score_adj() else { return Ok(()) };
+    let Some(adj) = p.oom_score_adj() else {
+        return Ok(());
+    };
     if let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.to_string()) {
         let hint = if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
             ": lowering the OOM score adjustment needs CAP_SYS_RESOURCE, which this runtime does not have; use a value >= the shim's"
@@ -98,7 +100,9 @@ fn capset(names: &Option<oci_spec::runtime::Capabilities>) -> CapsHashSet {
         // oci-spec displays names without the CAP_ prefix that `caps` parses.
         .filter_map(|c| {
             let name = c.to_string();
-            Cap::from_str(&name).or_else(|_| Cap::from_str(&format!("CAP_{name}"))).ok()
+            Cap::from_str(&name)
+                .or_else(|_| Cap::from_str(&format!("CAP_{name}")))
+                .ok()
         })
         // Capabilities this kernel does not know are skipped, as runc does.
         .filter(|c| caps::runtime::thread_all_supported().contains(c))
@@ -113,8 +117,9 @@ fn capabilities_and_user(p: &Process) -> Result<()> {
     if let Some(b) = &bounding {
         for cap in caps::runtime::thread_all_supported() {
             if !b.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap)
-                    .map_err(|e| Error::Init(format!("process.capabilities.bounding: drop {cap}: {e}")))?;
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                    Error::Init(format!("process.capabilities.bounding: drop {cap}: {e}"))
+                })?;
             }
         }
     }
@@ -122,7 +127,12 @@ fn capabilities_and_user(p: &Process) -> Result<()> {
     super::user::switch(p.user())?;
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
     let (eff, perm, inh, amb) = match c {
-        Some(c) => (capset(c.effective()), capset(c.permitted()), capset(c.inheritable()), capset(c.ambient())),
+        Some(c) => (
+            capset(c.effective()),
+            capset(c.permitted()),
+            capset(c.inheritable()),
+            capset(c.ambient()),
+        ),
         None => Default::default(),
     };
     // Effective must stay within permitted at every step: shrink effective first.
@@ -138,7 +148,10 @@ fn capabilities_and_user(p: &Process) -> Result<()> {
     // The kernel allows an ambient capability only if it is both permitted and
     // inheritable. Specs (runc's default among them) often list ambient caps
     // without inheritable ones; like runc we raise only those the kernel allows.
-    for cap in amb.into_iter().filter(|c| perm.contains(c) && inh.contains(c)) {
+    for cap in amb
+        .into_iter()
+        .filter(|c| perm.contains(c) && inh.contains(c))
+    {
         caps::raise(None, CapSet::Ambient, cap)
             .map_err(|e| Error::Init(format!("process.capabilities.ambient: raise {cap}: {e}")))?;
     }
@@ -146,13 +159,19 @@ fn capabilities_and_user(p: &Process) -> Result<()> {
 }
 
 fn env_path(env: &[String]) -> &str {
-    env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
+    env.iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
 }
 
 fn is_executable(p: &Path) -> bool {
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    unsafe { libc::stat(c.as_ptr(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG && libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    unsafe {
+        libc::stat(c.as_ptr(), &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && libc::access(c.as_ptr(), libc::X_OK) == 0
+    }
 }
 
 /// Finds `args[0]` in the container as the container user, like `execvp`.
@@ -170,11 +189,18 @@ fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
         .split(':')
         .map(|d| Path::new(d).join(arg0))
         .find(|p| is_executable(p))
-        .ok_or_else(|| Error::Init(format!("exec: {arg0:?}: executable file not found in $PATH (process.args[0])")))
+        .ok_or_else(|| {
+            Error::Init(format!(
+                "exec: {arg0:?}: executable file not found in $PATH (process.args[0])"
+            ))
+        })
 }
 
 pub fn setup(spec: &Spec) -> Result<Exec> {
-    let p = spec.process().as_ref().expect("checked by spec::check_supported");
+    let p = spec
+        .process()
+        .as_ref()
+        .expect("checked by spec::check_supported");
     rlimits(p)?;
     oom_score_adj(p)?;
     unsafe { libc::umask(p.user().umask().unwrap_or(0o022)) };
@@ -182,7 +208,10 @@ pub fn setup(spec: &Spec) -> Result<Exec> {
     if p.no_new_privileges() == Some(true)
         && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0
     {
-        return Err(last("prctl(PR_SET_NO_NEW_PRIVS)", "process.noNewPrivileges"));
+        return Err(last(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            "process.noNewPrivileges",
+        ));
     }
     let cwd = p.cwd();
     let cwd_c = CString::new(cwd.as_os_str().as_bytes()).unwrap();

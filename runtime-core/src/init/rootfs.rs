@@ -9,9 +9,9 @@ use oci_spec::runtime::{Mount, Spec};
 
 use super::fsutil::{self, cstr, fd_path};
 use super::namespaces::Plan;
-use crate::mountopts::{parse_options, propagation_flag, MountOpts};
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
+use crate::mountopts::{parse_options, propagation_flag, MountOpts};
 
 pub fn prepare(
     spec: &Spec,
@@ -54,16 +54,27 @@ pub fn prepare(
     drop(root);
 
     let proc_ok = is_procfs(Path::new("/proc"));
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         mask(Path::new(p), proc_ok)?;
     }
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         readonly(Path::new(p), proc_ok)?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         let fd = fsutil::open(libc::AT_FDCWD, Path::new("/"), libc::O_PATH)
             .map_err(|e| Error::sys("open", "/", e))?;
-        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | fsutil::locked_flags(fd.as_raw_fd());
+        let flags = libc::MS_BIND
+            | libc::MS_REMOUNT
+            | libc::MS_RDONLY
+            | fsutil::locked_flags(fd.as_raw_fd());
         fsutil::mount(None, c"/", None, flags, None, &"root.readonly remount of /")?;
     }
     // Propagation changes requested for the rootfs after set-up (e.g. shared).
@@ -74,14 +85,26 @@ pub fn prepare(
     Ok(())
 }
 
-fn mount_one(root: RawFd, bundle: &Path, m: &Mount, cgroups: &[CgroupDir], plan: &Plan) -> Result<()> {
+fn mount_one(
+    root: RawFd,
+    bundle: &Path,
+    m: &Mount,
+    cgroups: &[CgroupDir],
+    plan: &Plan,
+) -> Result<()> {
     let dest = m.destination();
     let what = format!("mounts[{}]", dest.display());
     if !dest.is_absolute() {
-        return Err(Error::unsupported(&what, "destination must be an absolute path"));
+        return Err(Error::unsupported(
+            &what,
+            "destination must be an absolute path",
+        ));
     }
     if dest == Path::new("/") {
-        return Err(Error::unsupported(&what, "cannot mount over / (use root.path)"));
+        return Err(Error::unsupported(
+            &what,
+            "cannot mount over / (use root.path)",
+        ));
     }
     let typ = m.typ().as_deref().unwrap_or("none");
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
@@ -92,8 +115,15 @@ fn mount_one(root: RawFd, bundle: &Path, m: &Mount, cgroups: &[CgroupDir], plan:
         return mount_cgroup(root, dest, &opts, cgroups, plan, &what);
     }
     if opts.bind || typ == "bind" {
-        let src = m.source().as_ref().ok_or_else(|| Error::unsupported(&what, "bind mount without source"))?;
-        let src = if src.is_absolute() { src.clone() } else { bundle.join(src) };
+        let src = m
+            .source()
+            .as_ref()
+            .ok_or_else(|| Error::unsupported(&what, "bind mount without source"))?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            bundle.join(src)
+        };
         let meta = std::fs::metadata(&src)
             .map_err(|e| Error::sys("stat", format!("{what} source {}", src.display()), e))?;
         let target = fsutil::ensure(root, dest, meta.is_dir())?;
@@ -104,21 +134,50 @@ fn mount_one(root: RawFd, bundle: &Path, m: &Mount, cgroups: &[CgroupDir], plan:
             Err(_) => cstr(&src),
         };
         let rec = opts.flags & libc::MS_REC;
-        fsutil::mount(Some(&src_c), &fd_path(&target), None, libc::MS_BIND | rec, None, &what)?;
+        fsutil::mount(
+            Some(&src_c),
+            &fd_path(&target),
+            None,
+            libc::MS_BIND | rec,
+            None,
+            &what,
+        )?;
         let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC);
         if extra != 0 {
             // The bind itself ignores flags: they need a remount of the new mount.
             let target = fsutil::open(root, dest, libc::O_PATH)
                 .map_err(|e| Error::sys("openat2", format!("{what} after bind"), e))?;
-            let flags = libc::MS_BIND | libc::MS_REMOUNT | extra | (fsutil::locked_flags(target.as_raw_fd()) & !opts.clear);
-            fsutil::mount(None, &fd_path(&target), None, flags, None, &format_args!("{what} (remount)"))?;
+            let flags = libc::MS_BIND
+                | libc::MS_REMOUNT
+                | extra
+                | (fsutil::locked_flags(target.as_raw_fd()) & !opts.clear);
+            fsutil::mount(
+                None,
+                &fd_path(&target),
+                None,
+                flags,
+                None,
+                &format_args!("{what} (remount)"),
+            )?;
         }
         return set_propagation(root, dest, opts.propagation, &what);
     }
     let target = fsutil::ensure(root, dest, true)?;
-    let src = CString::new(m.source().as_ref().map_or(typ.to_string(), |s| s.display().to_string())).unwrap();
+    let src = CString::new(
+        m.source()
+            .as_ref()
+            .map_or(typ.to_string(), |s| s.display().to_string()),
+    )
+    .unwrap();
     let fstype = CString::new(typ).unwrap();
-    fsutil::mount(Some(&src), &fd_path(&target), Some(&fstype), opts.flags, data, &what)?;
+    fsutil::mount(
+        Some(&src),
+        &fd_path(&target),
+        Some(&fstype),
+        opts.flags,
+        data,
+        &what,
+    )?;
     set_propagation(root, dest, opts.propagation, &what)
 }
 
@@ -126,8 +185,16 @@ fn set_propagation(root: RawFd, dest: &Path, prop: libc::c_ulong, what: &str) ->
     if prop == 0 {
         return Ok(());
     }
-    let target = fsutil::open(root, dest, libc::O_PATH).map_err(|e| Error::sys("openat2", what, e))?;
-    fsutil::mount(None, &fd_path(&target), None, prop, None, &format_args!("{what} (propagation)"))
+    let target =
+        fsutil::open(root, dest, libc::O_PATH).map_err(|e| Error::sys("openat2", what, e))?;
+    fsutil::mount(
+        None,
+        &fd_path(&target),
+        None,
+        prop,
+        None,
+        &format_args!("{what} (propagation)"),
+    )
 }
 
 /// `/sys/fs/cgroup`: with a cgroup namespace a real cgroup2 mount; otherwise
@@ -146,12 +213,34 @@ fn mount_cgroup(
     let flags = opts.flags & !(libc::MS_BIND | libc::MS_REC);
     if v2_only {
         if plan.has(oci_spec::runtime::LinuxNamespaceType::Cgroup) {
-            fsutil::mount(Some(c"cgroup"), &fd_path(&target), Some(c"cgroup2"), flags, None, &what)?;
+            fsutil::mount(
+                Some(c"cgroup"),
+                &fd_path(&target),
+                Some(c"cgroup2"),
+                flags,
+                None,
+                &what,
+            )?;
         } else {
             let src = cstr(&cgroups[0].host_dir);
-            fsutil::mount(Some(&src), &fd_path(&target), None, libc::MS_BIND, None, &what)?;
-            let t = fsutil::open(root, dest, libc::O_PATH).map_err(|e| Error::sys("openat2", what, e))?;
-            fsutil::mount(None, &fd_path(&t), None, libc::MS_BIND | libc::MS_REMOUNT | flags, None, &what)?;
+            fsutil::mount(
+                Some(&src),
+                &fd_path(&target),
+                None,
+                libc::MS_BIND,
+                None,
+                &what,
+            )?;
+            let t = fsutil::open(root, dest, libc::O_PATH)
+                .map_err(|e| Error::sys("openat2", what, e))?;
+            fsutil::mount(
+                None,
+                &fd_path(&t),
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | flags,
+                None,
+                &what,
+            )?;
         }
         return Ok(());
     }
@@ -171,13 +260,27 @@ fn mount_cgroup(
         let w = format!("{what} ({name})");
         fsutil::mount(Some(&src), &fd_path(&t), None, libc::MS_BIND, None, &w)?;
         let t = fsutil::open(root, &sub, libc::O_PATH).map_err(|e| Error::sys("openat2", &w, e))?;
-        let f = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | (flags & libc::MS_RDONLY);
+        let f = libc::MS_BIND
+            | libc::MS_REMOUNT
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC
+            | (flags & libc::MS_RDONLY);
         fsutil::mount(None, &fd_path(&t), None, f, None, &w)?;
     }
     if flags & libc::MS_RDONLY != 0 {
-        let t = fsutil::open(root, dest, libc::O_PATH).map_err(|e| Error::sys("openat2", what, e))?;
-        let f = libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        fsutil::mount(Some(c"tmpfs"), &fd_path(&t), Some(c"tmpfs"), f, Some(c"mode=755"), &format_args!("{what} (ro)"))?;
+        let t =
+            fsutil::open(root, dest, libc::O_PATH).map_err(|e| Error::sys("openat2", what, e))?;
+        let f =
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        fsutil::mount(
+            Some(c"tmpfs"),
+            &fd_path(&t),
+            Some(c"tmpfs"),
+            f,
+            Some(c"mode=755"),
+            &format_args!("{what} (ro)"),
+        )?;
     }
     Ok(())
 }
@@ -190,7 +293,14 @@ fn pivot(root: RawFd) -> Result<()> {
     }
     crate::sys::pivot_root(c".", c".").map_err(|e| Error::sys("pivot_root", "rootfs", e))?;
     // The old root is stacked under the new one; make sure unmounting it does not propagate.
-    fsutil::mount(None, c".", None, libc::MS_SLAVE | libc::MS_REC, None, &"old root (rslave)")?;
+    fsutil::mount(
+        None,
+        c".",
+        None,
+        libc::MS_SLAVE | libc::MS_REC,
+        None,
+        &"old root (rslave)",
+    )?;
     if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } < 0 {
         return Err(crate::error::last("umount2", "old root"));
     }
@@ -204,14 +314,19 @@ fn is_procfs(p: &Path) -> bool {
     const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
     let c = cstr(p);
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as libc::c_long == PROC_SUPER_MAGIC }
+    unsafe {
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as libc::c_long == PROC_SUPER_MAGIC
+    }
 }
 
 /// Refuses to touch a /proc path unless /proc really is procfs: a rootfs that
 /// ships its own /proc (dir or symlink) could otherwise point us elsewhere.
 fn check_proc(p: &Path, proc_ok: bool, what: &str) -> Result<()> {
     if p.starts_with("/proc") && !proc_ok {
-        return Err(Error::unsupported(what, "/proc is not a procfs mount: add a proc mount at /proc"));
+        return Err(Error::unsupported(
+            what,
+            "/proc is not a procfs mount: add a proc mount at /proc",
+        ));
     }
     Ok(())
 }
@@ -236,17 +351,31 @@ fn mask(p: &Path, proc_ok: bool) -> Result<()> {
         );
     }
     let null = open_dev_null()?;
-    fsutil::mount(Some(&fd_path(&null)), &fd_path(&fd), None, libc::MS_BIND, None, &what)
+    fsutil::mount(
+        Some(&fd_path(&null)),
+        &fd_path(&fd),
+        None,
+        libc::MS_BIND,
+        None,
+        &what,
+    )
 }
 
 /// `/dev/null`, verified to be the 1:3 character device (a rootfs could make
 /// it a symlink or bind to a writable procfs file).
 fn open_dev_null() -> Result<OwnedFd> {
-    let fd = fsutil::open(libc::AT_FDCWD, Path::new("/dev/null"), libc::O_PATH | libc::O_NOFOLLOW)
-        .map_err(|e| Error::sys("openat2", "/dev/null", e))?;
+    let fd = fsutil::open(
+        libc::AT_FDCWD,
+        Path::new("/dev/null"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+    )
+    .map_err(|e| Error::sys("openat2", "/dev/null", e))?;
     let st = fsutil::fstat(fd.as_raw_fd()).map_err(|e| Error::sys("fstat", "/dev/null", e))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
-        return Err(Error::unsupported("/dev/null", "is not the 1:3 character device; refusing to use it"));
+        return Err(Error::unsupported(
+            "/dev/null",
+            "is not the 1:3 character device; refusing to use it",
+        ));
     }
     Ok(fd)
 }
@@ -260,10 +389,24 @@ fn readonly(p: &Path, proc_ok: bool) -> Result<()> {
         Err(e) => return Err(Error::sys("openat2", &what, e)),
     };
     let fdp = fd_path(&fd);
-    fsutil::mount(Some(&fdp), &fdp, None, libc::MS_BIND | libc::MS_REC, None, &what)?;
+    fsutil::mount(
+        Some(&fdp),
+        &fdp,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+        &what,
+    )?;
     let fd: OwnedFd = fsutil::open(libc::AT_FDCWD, p, libc::O_PATH | libc::O_NOFOLLOW)
         .map_err(|e| Error::sys("openat2", &what, e))?;
-    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | fsutil::locked_flags(fd.as_raw_fd());
-    fsutil::mount(None, &fd_path(&fd), None, flags, None, &format_args!("{what} (remount ro)"))
+    let flags =
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | fsutil::locked_flags(fd.as_raw_fd());
+    fsutil::mount(
+        None,
+        &fd_path(&fd),
+        None,
+        flags,
+        None,
+        &format_args!("{what} (remount ro)"),
+    )
 }
-

@@ -9,8 +9,13 @@ use crate::sys;
 /// each step still has the privilege the next one needs).
 pub fn switch(user: &User) -> Result<()> {
     let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
-    sys::setgroups(&gids)
-        .map_err(|e| Error::sys("setgroups", format!("process.user.additionalGids {gids:?}"), e))?;
+    sys::setgroups(&gids).map_err(|e| {
+        Error::sys(
+            "setgroups",
+            format!("process.user.additionalGids {gids:?}"),
+            e,
+        )
+    })?;
     sys::setresgid(user.gid())
         .map_err(|e| Error::sys("setresgid", format!("process.user.gid {}", user.gid()), e))?;
     sys::setresuid(user.uid())
