@@ -298,9 +298,18 @@ fn joins_namespaces_by_path() {
     let o = run(&b, "joinns").unwrap();
     let _ = std::fs::remove_dir_all(&b);
     let lines: Vec<&str> = o.stdout.lines().collect();
-    assert_eq!(lines.first().copied(), Some(host_net.to_str().unwrap()), "{}", o.stderr);
+    assert_eq!(
+        lines.first().copied(),
+        Some(host_net.to_str().unwrap()),
+        "{}",
+        o.stderr
+    );
     let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
-    assert_ne!(lines.get(1).copied(), Some(host_ipc.to_str().unwrap()), "ipc should be new");
+    assert_ne!(
+        lines.get(1).copied(),
+        Some(host_ipc.to_str().unwrap()),
+        "ipc should be new"
+    );
 }
 
 fn concurrent_creates_from_threads() {
@@ -378,7 +387,6 @@ fn main() {
             }
         }
     }
-    let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/memory/rshim-test-core"));
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let _ = std::fs::remove_dir(h.path().join("rshim-test-core"));
     }

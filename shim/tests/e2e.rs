@@ -76,7 +76,19 @@ fn inside_the_container() {
     let script = "echo pid=$$; readlink /proc/self/ns/uts; hostname inner-name && hostname; \
                   ls /proc/self/fd | tr '\\n' ' '; echo; cat /proc/self/mountinfo";
     // sethostname needs CAP_SYS_ADMIN, which containerd's default spec does not grant.
-    let o = run(&["run", "--rm", "--runtime", RUNTIME, "--cap-add", "CAP_SYS_ADMIN", IMAGE, "inside", "sh", "-c", script]);
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--cap-add",
+        "CAP_SYS_ADMIN",
+        IMAGE,
+        "inside",
+        "sh",
+        "-c",
+        script,
+    ]);
     let out = text(&o.stdout);
     assert!(o.status.success(), "{out}{}", text(&o.stderr));
     let lines: Vec<&str> = out.lines().collect();
@@ -299,7 +311,11 @@ fn runc_shim_reference_agrees_on_exit_code() {
 #[test]
 fn events_in_containerds_order() {
     let id = "events";
-    let mut events = ctr(&["events"]).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut events = ctr(&["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let o = run_rm(RUNTIME, id, &["true"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -308,18 +324,42 @@ fn events_in_containerds_order() {
     let out = text(&events.wait_with_output().unwrap().stdout);
     let topics: Vec<&str> = out
         .lines()
-        .filter(|l| l.contains(&format!("\"{id}\"")) || l.contains(&format!("container_id:{id}")) || l.contains(id))
+        .filter(|l| {
+            l.contains(&format!("\"{id}\""))
+                || l.contains(&format!("container_id:{id}"))
+                || l.contains(id)
+        })
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
         .collect();
-    assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], "{out}");
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "{out}"
+    );
 }
 
 #[test]
 fn killed_shim_is_cleaned_up_by_delete() {
     let id = "shimkill";
-    let o = run(&["run", "-d", "--runtime", RUNTIME, IMAGE, id, "sleep", "1000"]);
+    let o = run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        id,
+        "sleep",
+        "1000",
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    wait_for("task running", Duration::from_secs(20), || task_status(id).as_deref() == Some("RUNNING"));
+    wait_for("task running", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("RUNNING")
+    });
     let shims = shim_pids_for(id);
     assert_eq!(shims.len(), 1);
     // containerd notices the dead shim and runs our `delete`, which must remove

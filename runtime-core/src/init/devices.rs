@@ -26,18 +26,28 @@ const SYMLINKS: &[(&str, &str)] = &[
     ("stderr", "/proc/self/fd/2"),
 ];
 
-/// Creates a device node at `path` (inside the rootfs) and checks the result:
-/// the node we then use must be exactly the device asked for.
-fn mknod(
-    root: RawFd,
-    path: &Path,
+/// A device node to create.
+#[derive(Clone, Copy)]
+struct Node {
     kind: libc::mode_t,
     major: u64,
     minor: u64,
     mode: u32,
     uid: u32,
     gid: u32,
-) -> Result<()> {
+}
+
+/// Creates a device node at `path` (inside the rootfs) and checks the result:
+/// the node we then use must be exactly the device asked for.
+fn mknod(root: RawFd, path: &Path, n: &Node) -> Result<()> {
+    let Node {
+        kind,
+        major,
+        minor,
+        mode,
+        uid,
+        gid,
+    } = *n;
     let what = format!("device {}", path.display());
     let parent = fsutil::mkdir_all(root, path.parent().unwrap_or(Path::new("/")), 0o755)?;
     let name = CString::new(path.file_name().unwrap_or_default().as_encoded_bytes()).unwrap();
@@ -99,16 +109,15 @@ fn mknod(
 
 pub fn populate(root: RawFd, spec: &Spec) -> Result<()> {
     for (name, major, minor) in DEFAULT {
-        mknod(
-            root,
-            &Path::new("/dev").join(name),
-            libc::S_IFCHR,
-            *major,
-            *minor,
-            0o666,
-            0,
-            0,
-        )?;
+        let node = Node {
+            kind: libc::S_IFCHR,
+            major: *major,
+            minor: *minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        mknod(root, &Path::new("/dev").join(name), &node)?;
     }
     for d in spec
         .linux()
@@ -128,16 +137,15 @@ pub fn populate(root: RawFd, spec: &Spec) -> Result<()> {
                 ))
             }
         };
-        mknod(
-            root,
-            d.path(),
+        let node = Node {
             kind,
-            d.major() as u64,
-            d.minor() as u64,
-            d.file_mode().unwrap_or(0o666),
-            d.uid().unwrap_or(0),
-            d.gid().unwrap_or(0),
-        )?;
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        };
+        mknod(root, d.path(), &node)?;
     }
     let dev = fsutil::mkdir_all(root, Path::new("/dev"), 0o755)?;
     let mut links: Vec<(&str, &str)> = SYMLINKS.to_vec();

@@ -114,7 +114,7 @@ pub fn shim_pids_for(id: &str) -> Vec<i32> {
         let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| text(a)).collect();
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(text).collect();
         let is_shim = args
             .first()
             .is_some_and(|a| a.ends_with("containerd-shim-rust-v1"));
