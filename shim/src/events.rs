@@ -9,7 +9,7 @@ use std::time::Duration;
 use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::{MessageField, MessageFull};
+use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::EventsClient;
@@ -29,18 +29,20 @@ pub enum Event {
 impl Event {
     fn topic_and_any(self) -> (&'static str, Any) {
         match self {
-            Event::Create(e) => (topics::TASK_CREATE_EVENT_TOPIC, any(&e)),
-            Event::Start(e) => (topics::TASK_START_EVENT_TOPIC, any(&e)),
-            Event::Exit(e) => (topics::TASK_EXIT_EVENT_TOPIC, any(&e)),
-            Event::Delete(e) => (topics::TASK_DELETE_EVENT_TOPIC, any(&e)),
+            Event::Create(e) => (topics::TASK_CREATE_EVENT_TOPIC, any(&e, "TaskCreate")),
+            Event::Start(e) => (topics::TASK_START_EVENT_TOPIC, any(&e, "TaskStart")),
+            Event::Exit(e) => (topics::TASK_EXIT_EVENT_TOPIC, any(&e, "TaskExit")),
+            Event::Delete(e) => (topics::TASK_DELETE_EVENT_TOPIC, any(&e, "TaskDelete")),
         }
     }
 }
 
 /// containerd's typeurl registry knows bare message names (no `type.googleapis.com/`).
-fn any<M: MessageFull>(m: &M) -> Any {
+/// Named by hand: asking protobuf for the descriptor would build its whole
+/// reflection pool, resident for the shim's life, to read one string.
+fn any<M: Message>(m: &M, name: &str) -> Any {
     Any {
-        type_url: M::descriptor().full_name().to_string(),
+        type_url: format!("containerd.events.{name}"),
         value: m.write_to_bytes().unwrap_or_default(),
         ..Default::default()
     }

@@ -20,8 +20,13 @@ pub fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     logger::init(&flags.id, flags.debug);
     // One thread serves everything: requests are short, and blocking runtime
     // work goes to spawn_blocking. It keeps the shim's memory small.
+    // Blocking threads (container create/start/delete) go away soon after use,
+    // so an idle shim is one thread. One malloc arena: a shim allocates little,
+    // and per-thread arenas would cost resident memory for nothing.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .thread_keep_alive(std::time::Duration::from_millis(500))
         .build()?;
     rt.block_on(serve(&flags))?;
     let group_socket = std::env::var("RSHIM_SOCKET").unwrap_or_default();
