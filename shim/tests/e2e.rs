@@ -310,7 +310,7 @@ fn runc_shim_reference_agrees_on_exit_code() {
 
 #[test]
 fn events_in_containerds_order() {
-    let id = "events";
+    let id = "evorder";
     let mut events = ctr(&["events"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
