@@ -324,11 +324,7 @@ fn events_in_containerds_order() {
     let out = text(&events.wait_with_output().unwrap().stdout);
     let topics: Vec<&str> = out
         .lines()
-        .filter(|l| {
-            l.contains(&format!("\"{id}\""))
-                || l.contains(&format!("container_id:{id}"))
-                || l.contains(id)
-        })
+        .filter(|l| l.contains(&format!("\"{id}\"")))
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
         .collect();
     assert_eq!(
