@@ -334,8 +334,50 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Freezes (`true`) or thaws every process in the cgroup: the v1 freezer or
+    /// v2 `cgroup.freeze`. Returns once the kernel reports the new state.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let (dir, file, value, done): (&Path, &str, &str, &str) = if let Some(d) = self.dir_of("freezer") {
+            let v = if frozen { "FROZEN" } else { "THAWED" };
+            (d, "freezer.state", v, v)
+        } else if let Some(d) = self.unified() {
+            let v = if frozen { "1" } else { "0" };
+            (d, "cgroup.freeze", v, v)
+        } else {
+            return Err(Error::Cgroup {
+                path: self.rel.display().to_string(),
+                msg: "no freezer: neither the v1 freezer nor cgroup v2 is mounted".into(),
+            });
+        };
+        write(dir, file, value)?;
+        // Freezing is asynchronous: wait until every task is stopped.
+        let state_file = if file == "cgroup.freeze" { "cgroup.events" } else { file };
+        for _ in 0..1000 {
+            let state = fs::read_to_string(dir.join(state_file)).unwrap_or_default();
+            let reached = if state_file == "cgroup.events" {
+                state.lines().any(|l| l == format!("frozen {done}"))
+            } else {
+                state.trim() == done
+            };
+            if reached {
+                return Ok(());
+            }
+            if frozen && state.trim() == "FREEZING" {
+                // Retrying the write nudges tasks that were in an uninterruptible sleep.
+                write(dir, file, value)?;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Err(Error::Cgroup {
+            path: self.rel.display().to_string(),
+            msg: format!("{file} did not reach {done}"),
+        })
+    }
+
     /// Kills what is left and removes the leaf directories (never a parent).
     pub fn destroy(&self) -> Result<()> {
+        // Frozen tasks cannot die: thaw first (a paused container may be deleted).
+        let _ = self.freeze(false);
         let mut errors = Vec::new();
         for attempt in 0..50 {
             let _ = self.signal_all(libc::SIGKILL);

@@ -36,9 +36,18 @@ pub struct InitConfig {
     pub cgroups: Vec<CgroupDir>,
 }
 
+/// What the parent tells the helper to run an extra process in a container;
+/// the container init's pidfd travels with it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecConfig {
+    pub process: oci_spec::runtime::Process,
+    pub cgroups: Vec<CgroupDir>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
     Config(InitConfig),
+    Exec(Box<ExecConfig>),
     /// Release the init from its wait: `execve` the user process.
     Start,
 }

@@ -4,13 +4,13 @@
 //! `std::process::Command`, whose child does only `dup2`/`fcntl`/`execve`
 //! before becoming the single-threaded helper (see the crate docs).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio as StdStdio};
 
 use crate::cgroups::Cgroup;
-use crate::channel::{Channel, FromInit, InitConfig, ToInit};
+use crate::channel::{Channel, ExecConfig, FromInit, InitConfig, ToInit};
 use crate::error::{Error, Result};
 use crate::init::CHANNEL_FD;
 pub use crate::pidfd::{ExitStatus, Pidfd};
@@ -100,12 +100,27 @@ impl Container {
             .chan
             .take()
             .ok_or_else(|| Error::Protocol(format!("container {} was already started", self.id)))?;
-        chan.send(&ToInit::Start, None)?;
-        // The channel is close-on-exec in the init: EOF means execve succeeded.
-        match chan.recv::<FromInit>()? {
-            None => Ok(()),
-            Some((FromInit::Error(msg), _)) => Err(Error::Init(msg)),
-            Some((other, _)) => Err(Error::Protocol(format!("unexpected {other:?} after start"))),
+        release(chan)
+    }
+
+    /// Runs an extra process in the container (`exec`): it joins every
+    /// namespace of the init (through its pidfd) and the container's cgroups,
+    /// gets its own identity, capabilities, rlimits, env and cwd, and is
+    /// started at once. Returns its pidfd; it is our child like the init.
+    pub fn exec(&self, process: &oci_spec::runtime::Process, stdio: Stdio) -> Result<Pidfd> {
+        spec::check_process(process, "exec process")?;
+        let cfg = ExecConfig {
+            process: process.clone(),
+            cgroups: self.cgroup.dirs(),
+        };
+        let (pidfd, chan) = launch(ToInit::Exec(Box::new(cfg)), Some(self.init.as_raw_fd()), stdio)?;
+        match release(chan) {
+            Ok(()) => Ok(pidfd),
+            Err(e) => {
+                let _ = pidfd.signal(libc::SIGKILL);
+                let _ = pidfd.reap_blocking();
+                Err(e)
+            }
         }
     }
 
@@ -115,6 +130,15 @@ impl Container {
             self.cgroup.signal_all(sig)?;
         }
         self.init.signal(sig).map(|_| ())
+    }
+
+    /// Freezes every process of the container (`ctr task pause`).
+    pub fn pause(&self) -> Result<()> {
+        self.cgroup.freeze(true)
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        self.cgroup.freeze(false)
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
@@ -133,23 +157,29 @@ impl Container {
 /// Re-executes our sealed binary as the helper, hands it the config, and
 /// waits until the init is set up (or failed).
 fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<(Pidfd, Channel)> {
-    let (ours, theirs) = Channel::pair()?;
-    let exe = sealed::exe_path()?;
-    let mut child = helper_command(&exe, &theirs, opts.stdio)
-        .spawn()
-        .map_err(|e| Error::sys("spawn", "container init helper", e))?;
-    // Only the helper may hold its end, or we would never see EOF from it.
-    drop(theirs);
     let cfg = InitConfig {
         id: opts.id.to_string(),
         bundle: opts.bundle.to_path_buf(),
         cgroups: cgroup.dirs(),
     };
-    ours.send(&ToInit::Config(cfg), None)?;
-    // Two senders share the channel: the helper reports the init's pid(fd),
-    // the init reports Ready or Error. Under load either may come first.
+    launch(ToInit::Config(cfg), None, opts.stdio)
+}
+
+/// Starts a helper, sends it `msg` (with `fd` attached), and waits for the
+/// process it clones to be set up and waiting for Start.
+fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<(Pidfd, Channel)> {
+    let (ours, theirs) = Channel::pair()?;
+    let exe = sealed::exe_path()?;
+    let mut child = helper_command(&exe, &theirs, stdio)
+        .spawn()
+        .map_err(|e| Error::sys("spawn", "container init helper", e))?;
+    // Only the helper may hold its end, or we would never see EOF from it.
+    drop(theirs);
+    let sent = ours.send(&msg, fd);
+    // Two senders share the channel: the helper reports the new process's
+    // pid(fd), the process reports Ready or Error. Under load either may come first.
     let mut init: Option<Pidfd> = None;
-    let mut outcome: Option<Result<()>> = None;
+    let mut outcome: Option<Result<()>> = sent.err().map(Err);
     while init.is_none() || outcome.is_none() {
         match ours.recv::<FromInit>() {
             Ok(Some((FromInit::Pid(pid), Some(fd)))) => init = Some(Pidfd::new(pid, fd)),
@@ -159,7 +189,7 @@ fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<(Pidfd, Channel)> {
                 outcome = Some(Err(Error::Protocol(format!("unexpected {other:?}"))));
                 break;
             }
-            // EOF: helper and init are both gone.
+            // EOF: helper and process are both gone.
             Ok(None) => break,
             Err(e) => {
                 outcome = Some(Err(e));
@@ -167,21 +197,32 @@ fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<(Pidfd, Channel)> {
             }
         }
     }
-    // The helper exits right after reporting the init; reap it (it is our child).
+    // The helper exits right after reporting; reap it (it is our child).
     let _ = child.wait();
     match (init, outcome) {
         (Some(init), Some(Ok(()))) => Ok((init, ours)),
         (init, outcome) => {
-            // Set-up failed: make sure the init is gone and reaped.
+            // Set-up failed: make sure the process is gone and reaped.
             if let Some(init) = init {
                 init.signal(libc::SIGKILL)?;
                 let _ = init.reap_blocking();
             }
             Err(match outcome {
                 Some(Err(e)) => e,
-                _ => Error::Protocol("container init ended during set-up without a report".into()),
+                _ => Error::Protocol("container process ended during set-up without a report".into()),
             })
         }
+    }
+}
+
+/// Releases a process waiting in front of `execve` and reports how that went.
+fn release(chan: Channel) -> Result<()> {
+    chan.send(&ToInit::Start, None)?;
+    // The channel is close-on-exec in the process: EOF means execve succeeded.
+    match chan.recv::<FromInit>()? {
+        None => Ok(()),
+        Some((FromInit::Error(msg), _)) => Err(Error::Init(msg)),
+        Some((other, _)) => Err(Error::Protocol(format!("unexpected {other:?} after start"))),
     }
 }
 

@@ -50,36 +50,9 @@ pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
 /// Refuses the fields we do not implement yet, each by name.
 pub fn check_supported(spec: &Spec) -> Result<()> {
     let process = spec.process().as_ref().ok_or_else(|| {
-        Error::unsupported(
-            "process",
-            "a container needs a process to run: set process.args",
-        )
+        Error::unsupported("process", "a container needs a process to run: set process.args")
     })?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::unsupported(
-            "process.args",
-            "must name the command to run",
-        ));
-    }
-    if process.terminal() == Some(true) {
-        return Err(Error::unsupported(
-            "process.terminal",
-            "terminals are not supported yet",
-        ));
-    }
-    for (field, set) in [
-        (
-            "process.apparmorProfile",
-            process.apparmor_profile().is_some(),
-        ),
-        ("process.selinuxLabel", process.selinux_label().is_some()),
-        ("process.ioPriority", process.io_priority().is_some()),
-        ("process.scheduler", process.scheduler().is_some()),
-    ] {
-        if set {
-            return Err(Error::unsupported(field, "not supported on this host yet"));
-        }
-    }
+    check_process(process, "process")?;
     if spec.hooks().is_some() {
         return Err(Error::unsupported(
             "hooks",
@@ -140,6 +113,27 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
                     path.display()
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the process fields we do not implement yet (for the init and for execs).
+pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Result<()> {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::unsupported(format!("{prefix}.args"), "must name the command to run"));
+    }
+    if process.terminal() == Some(true) {
+        return Err(Error::unsupported(format!("{prefix}.terminal"), "terminals are not supported yet"));
+    }
+    for (field, set) in [
+        ("apparmorProfile", process.apparmor_profile().is_some()),
+        ("selinuxLabel", process.selinux_label().is_some()),
+        ("ioPriority", process.io_priority().is_some()),
+        ("scheduler", process.scheduler().is_some()),
+    ] {
+        if set {
+            return Err(Error::unsupported(format!("{prefix}.{field}"), "not supported on this host yet"));
         }
     }
     Ok(())

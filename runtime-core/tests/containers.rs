@@ -312,6 +312,42 @@ fn joins_namespaces_by_path() {
     );
 }
 
+fn exec_joins_the_container() {
+    let name = "exec";
+    let b = bundle(name, &["sleep", "1000"], |_| {});
+    let mut c = Container::create(CreateOpts { id: name, bundle: &b, stdio: Stdio::default() }).unwrap();
+    c.start().unwrap();
+    let mut p: oci_spec::runtime::Process = serde_json::from_value(json!({
+        "args": ["sh", "-c", "echo $$; hostname; id -u; grep memory /proc/self/cgroup; ls /proc/self/fd | tr '\\n' ' '; exit 7"],
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 1000, "gid": 1000}
+    }))
+    .unwrap();
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let reader = (read_all(out_r), read_all(err_r));
+    let pidfd = c.exec(&p, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }).unwrap();
+    let status = pidfd.reap_blocking().unwrap();
+    let (out, err) = (reader.0.join().unwrap(), reader.1.join().unwrap());
+    // A missing command in an exec is one clear error, and nothing is left running.
+    p.set_args(Some(vec!["/bin/nope".into()]));
+    let e = c.exec(&p, Stdio::default()).unwrap_err().to_string();
+    c.kill(libc::SIGKILL, false).unwrap();
+    c.init().reap_blocking().unwrap();
+    c.delete().unwrap();
+    let _ = std::fs::remove_dir_all(&b);
+    assert_eq!(status.0, 7, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "1", "exec must not be the init");
+    assert!(lines[0].parse::<u32>().unwrap() < 100, "pid {} is not from the container's pid namespace", lines[0]);
+    assert_eq!(lines[1], "rshim");
+    assert_eq!(lines[2], "1000");
+    assert!(lines[3].ends_with(&format!("/rshim-test-core/{name}-{}", std::process::id())), "{out}");
+    assert_eq!(lines[4].trim(), "0 1 2 3", "fds of the exec process: {out}");
+    assert!(e.contains("/bin/nope"), "{e}");
+}
+
 fn concurrent_creates_from_threads() {
     // 20 containers created from 20 threads of this (multi-threaded) process at once.
     let handles: Vec<_> = (0..20)
@@ -362,6 +398,7 @@ fn main() {
             raising_hard_rlimit_is_a_clear_error,
         ),
         ("joins_namespaces_by_path", joins_namespaces_by_path),
+        ("exec_joins_the_container", exec_joins_the_container),
         (
             "concurrent_creates_from_threads",
             concurrent_creates_from_threads,

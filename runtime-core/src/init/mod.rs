@@ -27,7 +27,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::channel::{Channel, FromInit, InitConfig, ToInit};
+use crate::channel::{Channel, ExecConfig, FromInit, InitConfig, ToInit};
 use crate::error::{Error, Result};
 use crate::sys::{self, Forked};
 use crate::{spec, HELPER_ARG};
@@ -60,17 +60,14 @@ pub fn main_if_helper() {
 fn helper(chan: &Channel) -> Result<()> {
     let cfg = match chan.recv::<ToInit>()? {
         Some((ToInit::Config(cfg), _)) => cfg,
+        Some((ToInit::Exec(cfg), Some(init))) => return exec_helper(chan, &cfg, init),
         other => return Err(Error::Protocol(format!("expected config, got {other:?}"))),
     };
     let spec = spec::load(&cfg.bundle)?;
     let rootfs = spec::rootfs(&cfg.bundle, &spec)?;
 
     // Step 2.
-    let pid = std::process::id().to_string();
-    for cg in &cfg.cgroups {
-        let procs = cg.host_dir.join("cgroup.procs");
-        std::fs::write(&procs, &pid).map_err(|e| Error::sys("write", procs.display(), e))?;
-    }
+    join_cgroups(&cfg.cgroups)?;
 
     // Step 3.
     let plan = namespaces::Plan::from_spec(&spec)?;
@@ -84,6 +81,52 @@ fn helper(chan: &Channel) -> Result<()> {
         }
         Ok(Forked::Child) => {
             let err = container_init(chan, &cfg, &spec, &rootfs, &plan);
+            let _ = chan.send(&FromInit::Error(err.to_string()), None);
+            unsafe { libc::_exit(127) }
+        }
+    }
+}
+
+fn join_cgroups(cgroups: &[crate::channel::CgroupDir]) -> Result<()> {
+    let pid = std::process::id().to_string();
+    for cg in cgroups {
+        let procs = cg.host_dir.join("cgroup.procs");
+        std::fs::write(&procs, &pid).map_err(|e| Error::sys("write", procs.display(), e))?;
+    }
+    Ok(())
+}
+
+/// An extra process in a running container: the same steps as for the init,
+/// but every namespace is joined from the init's pidfd (one atomic `setns`)
+/// and there is no rootfs to prepare.
+fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> Result<()> {
+    join_cgroups(&cfg.cgroups)?;
+    let all = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
+    if unsafe { libc::setns(init.as_raw_fd(), all) } < 0 {
+        return Err(crate::error::last("setns", "container init's namespaces (pidfd)"));
+    }
+    drop(init);
+    match unsafe { sys::clone3_fork(libc::CLONE_PARENT as u64) } {
+        Err(e) => Err(Error::sys("clone3", "exec process", e)),
+        Ok(Forked::Parent { pid, pidfd }) => chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd())),
+        Ok(Forked::Child) => {
+            let err = match process::setup(&cfg.process).and_then(|exec| {
+                sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
+                chan.send(&FromInit::Ready, None)?;
+                Ok(exec)
+            }) {
+                Ok(exec) => match chan.recv::<ToInit>() {
+                    Ok(Some((ToInit::Start, _))) => exec.exec(),
+                    Ok(_) => unsafe { libc::_exit(1) },
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
             unsafe { libc::_exit(127) }
         }
@@ -129,7 +172,6 @@ fn prepare(
         ));
     }
     rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan)?;
-    let linux = spec.linux().as_ref();
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !plan.has(LinuxNamespaceType::Uts) {
             return Err(Error::unsupported(
@@ -145,8 +187,8 @@ fn prepare(
             return Err(crate::error::last("setdomainname", domain));
         }
     }
-    let _ = linux;
-    let exec = process::setup(spec)?;
+    let process = spec.process().as_ref().expect("checked by spec::check_supported");
+    let exec = process::setup(process)?;
     // Nothing of the shim may leak: every fd but stdio closes on exec (incl. the channel).
     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
     chan.send(&FromInit::Ready, None)?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use caps::{CapSet, Capability as Cap, CapsHashSet};
-use oci_spec::runtime::{PosixRlimitType, Process, Spec};
+use oci_spec::runtime::{PosixRlimitType, Process};
 
 use crate::error::{last, Error, Result};
 
@@ -196,11 +196,7 @@ fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
         })
 }
 
-pub fn setup(spec: &Spec) -> Result<Exec> {
-    let p = spec
-        .process()
-        .as_ref()
-        .expect("checked by spec::check_supported");
+pub fn setup(p: &Process) -> Result<Exec> {
     rlimits(p)?;
     oom_score_adj(p)?;
     unsafe { libc::umask(p.user().umask().unwrap_or(0o022)) };
