@@ -337,21 +337,26 @@ impl Cgroup {
     /// Freezes (`true`) or thaws every process in the cgroup: the v1 freezer or
     /// v2 `cgroup.freeze`. Returns once the kernel reports the new state.
     pub fn freeze(&self, frozen: bool) -> Result<()> {
-        let (dir, file, value, done): (&Path, &str, &str, &str) = if let Some(d) = self.dir_of("freezer") {
-            let v = if frozen { "FROZEN" } else { "THAWED" };
-            (d, "freezer.state", v, v)
-        } else if let Some(d) = self.unified() {
-            let v = if frozen { "1" } else { "0" };
-            (d, "cgroup.freeze", v, v)
-        } else {
-            return Err(Error::Cgroup {
-                path: self.rel.display().to_string(),
-                msg: "no freezer: neither the v1 freezer nor cgroup v2 is mounted".into(),
-            });
-        };
+        let (dir, file, value, done): (&Path, &str, &str, &str) =
+            if let Some(d) = self.dir_of("freezer") {
+                let v = if frozen { "FROZEN" } else { "THAWED" };
+                (d, "freezer.state", v, v)
+            } else if let Some(d) = self.unified() {
+                let v = if frozen { "1" } else { "0" };
+                (d, "cgroup.freeze", v, v)
+            } else {
+                return Err(Error::Cgroup {
+                    path: self.rel.display().to_string(),
+                    msg: "no freezer: neither the v1 freezer nor cgroup v2 is mounted".into(),
+                });
+            };
         write(dir, file, value)?;
         // Freezing is asynchronous: wait until every task is stopped.
-        let state_file = if file == "cgroup.freeze" { "cgroup.events" } else { file };
+        let state_file = if file == "cgroup.freeze" {
+            "cgroup.events"
+        } else {
+            file
+        };
         for _ in 0..1000 {
             let state = fs::read_to_string(dir.join(state_file)).unwrap_or_default();
             let reached = if state_file == "cgroup.events" {

@@ -113,7 +113,11 @@ impl Container {
             process: process.clone(),
             cgroups: self.cgroup.dirs(),
         };
-        let (pidfd, chan) = launch(ToInit::Exec(Box::new(cfg)), Some(self.init.as_raw_fd()), stdio)?;
+        let (pidfd, chan) = launch(
+            ToInit::Exec(Box::new(cfg)),
+            Some(self.init.as_raw_fd()),
+            stdio,
+        )?;
         match release(chan) {
             Ok(()) => Ok(pidfd),
             Err(e) => {
@@ -209,7 +213,9 @@ fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<(Pidfd, Channe
             }
             Err(match outcome {
                 Some(Err(e)) => e,
-                _ => Error::Protocol("container process ended during set-up without a report".into()),
+                _ => {
+                    Error::Protocol("container process ended during set-up without a report".into())
+                }
             })
         }
     }

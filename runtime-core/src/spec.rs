@@ -50,7 +50,10 @@ pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
 /// Refuses the fields we do not implement yet, each by name.
 pub fn check_supported(spec: &Spec) -> Result<()> {
     let process = spec.process().as_ref().ok_or_else(|| {
-        Error::unsupported("process", "a container needs a process to run: set process.args")
+        Error::unsupported(
+            "process",
+            "a container needs a process to run: set process.args",
+        )
     })?;
     check_process(process, "process")?;
     if spec.hooks().is_some() {
@@ -121,10 +124,16 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
 /// Refuses the process fields we do not implement yet (for the init and for execs).
 pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::unsupported(format!("{prefix}.args"), "must name the command to run"));
+        return Err(Error::unsupported(
+            format!("{prefix}.args"),
+            "must name the command to run",
+        ));
     }
     if process.terminal() == Some(true) {
-        return Err(Error::unsupported(format!("{prefix}.terminal"), "terminals are not supported yet"));
+        return Err(Error::unsupported(
+            format!("{prefix}.terminal"),
+            "terminals are not supported yet",
+        ));
     }
     for (field, set) in [
         ("apparmorProfile", process.apparmor_profile().is_some()),
@@ -133,7 +142,10 @@ pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Resu
         ("scheduler", process.scheduler().is_some()),
     ] {
         if set {
-            return Err(Error::unsupported(format!("{prefix}.{field}"), "not supported on this host yet"));
+            return Err(Error::unsupported(
+                format!("{prefix}.{field}"),
+                "not supported on this host yet",
+            ));
         }
     }
     Ok(())

@@ -315,7 +315,12 @@ fn joins_namespaces_by_path() {
 fn exec_joins_the_container() {
     let name = "exec";
     let b = bundle(name, &["sleep", "1000"], |_| {});
-    let mut c = Container::create(CreateOpts { id: name, bundle: &b, stdio: Stdio::default() }).unwrap();
+    let mut c = Container::create(CreateOpts {
+        id: name,
+        bundle: &b,
+        stdio: Stdio::default(),
+    })
+    .unwrap();
     c.start().unwrap();
     let mut p: oci_spec::runtime::Process = serde_json::from_value(json!({
         "args": ["sh", "-c", "echo $$; hostname; id -u; grep memory /proc/self/cgroup; ls /proc/self/fd | tr '\\n' ' '; exit 7"],
@@ -327,7 +332,16 @@ fn exec_joins_the_container() {
     let (out_r, out_w) = pipe();
     let (err_r, err_w) = pipe();
     let reader = (read_all(out_r), read_all(err_r));
-    let pidfd = c.exec(&p, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }).unwrap();
+    let pidfd = c
+        .exec(
+            &p,
+            Stdio {
+                stdin: None,
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+        )
+        .unwrap();
     let status = pidfd.reap_blocking().unwrap();
     let (out, err) = (reader.0.join().unwrap(), reader.1.join().unwrap());
     // A missing command in an exec is one clear error, and nothing is left running.
@@ -340,10 +354,17 @@ fn exec_joins_the_container() {
     assert_eq!(status.0, 7, "{out}{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_ne!(lines[0], "1", "exec must not be the init");
-    assert!(lines[0].parse::<u32>().unwrap() < 100, "pid {} is not from the container's pid namespace", lines[0]);
+    assert!(
+        lines[0].parse::<u32>().unwrap() < 100,
+        "pid {} is not from the container's pid namespace",
+        lines[0]
+    );
     assert_eq!(lines[1], "rshim");
     assert_eq!(lines[2], "1000");
-    assert!(lines[3].ends_with(&format!("/rshim-test-core/{name}-{}", std::process::id())), "{out}");
+    assert!(
+        lines[3].ends_with(&format!("/rshim-test-core/{name}-{}", std::process::id())),
+        "{out}"
+    );
     assert_eq!(lines[4].trim(), "0 1 2 3", "fds of the exec process: {out}");
     assert!(e.contains("/bin/nope"), "{e}");
 }

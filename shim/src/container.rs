@@ -1,13 +1,17 @@
-//! One container as the shim tracks it: the runtime-core handle, its IO, its
-//! status, and the task that waits for its init to exit.
+//! One container as the shim tracks it: the runtime-core handle, its init
+//! and exec processes, and the tasks that wait for them to exit.
 
-use std::os::fd::AsFd;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use containerd_shim_protos::events::task::TaskExit;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageField;
+use runtime_core::container::Pidfd;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::watch;
@@ -19,33 +23,54 @@ use crate::io::Io;
 pub enum Status {
     Created,
     Running,
+    Paused,
     Stopped { code: u32, at: Timestamp },
 }
 
-pub struct Container {
-    pub id: String,
-    pub bundle: PathBuf,
+/// The init or an exec process.
+pub struct Process {
+    /// Empty for the init.
+    pub exec_id: String,
     pub stdin: String,
     pub stdout: String,
     pub stderr: String,
-    pub pid: u32,
-    pub rootfs_mounted: bool,
-    /// `None` once deleted. A std mutex: held only around short syscalls or
-    /// inside `spawn_blocking`, never across an `.await`.
-    pub core: Mutex<Option<runtime_core::Container>>,
-    pub io: Mutex<Io>,
+    pub pid: AtomicU32,
+    pub io: Mutex<Option<Io>>,
     pub status: watch::Sender<Status>,
-    /// Taken by Start until its event is out, and by the exit watcher before it
-    /// publishes: /tasks/start always precedes /tasks/exit.
-    pub event_order: tokio::sync::Mutex<()>,
+    /// An exec's pidfd (the init's lives in the runtime-core container).
+    pub pidfd: Mutex<Option<Pidfd>>,
+    /// An exec's OCI process, from the Exec request until Start.
+    pub spec: Option<oci_spec::runtime::Process>,
 }
 
-impl Container {
+impl Process {
+    pub fn new(exec_id: &str, stdio: [&str; 3], spec: Option<oci_spec::runtime::Process>) -> Self {
+        Process {
+            exec_id: exec_id.to_string(),
+            stdin: stdio[0].to_string(),
+            stdout: stdio[1].to_string(),
+            stderr: stdio[2].to_string(),
+            pid: AtomicU32::new(0),
+            io: Mutex::new(None),
+            status: watch::Sender::new(Status::Created),
+            pidfd: Mutex::new(None),
+            spec,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Relaxed)
+    }
+
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
 
-    /// Resolves when the init has exited and its output is drained.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.status(), Status::Stopped { .. })
+    }
+
+    /// Resolves when the process has exited and its output is drained.
     pub async fn wait(&self) -> (u32, Timestamp) {
         let mut rx = self.status.subscribe();
         loop {
@@ -57,60 +82,131 @@ impl Container {
             }
         }
     }
+
+    pub fn close_stdin(&self) {
+        if let Some(io) = self.io.lock().unwrap().as_mut() {
+            io.close_stdin();
+        }
+    }
 }
 
-/// Waits on the init's pidfd, reaps it, drains its output, then records the
-/// exit and publishes /tasks/exit.
-pub fn watch_exit(c: Arc<Container>, publisher: Publisher) -> std::io::Result<()> {
-    let fd = {
-        let core = c.core.lock().unwrap();
-        core.as_ref()
-            .expect("just created")
-            .init()
-            .as_fd()
-            .try_clone_to_owned()?
-    };
-    // Safety: `fd` is an OwnedFd moved into the AsyncFd, so it stays open and
-    // refers to the same pidfd for the AsyncFd's whole life.
-    let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs_mounted: bool,
+    /// `None` once deleted. A std mutex: held only around short syscalls or
+    /// inside `spawn_blocking`, never across an `.await`.
+    pub core: Mutex<Option<runtime_core::Container>>,
+    pub init: Arc<Process>,
+    pub execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// Taken by Start until its event is out, and by the exit watchers before
+    /// they publish: a start event always precedes the exit event it belongs to.
+    pub event_order: tokio::sync::Mutex<()>,
+}
+
+impl Container {
+    /// The init (empty `exec_id`) or one of the execs.
+    pub fn process(&self, exec_id: &str) -> Option<Arc<Process>> {
+        if exec_id.is_empty() {
+            Some(self.init.clone())
+        } else {
+            self.execs.lock().unwrap().get(exec_id).cloned()
+        }
+    }
+
+    /// Reaps `p` if it has exited.
+    fn try_reap(&self, p: &Process) -> Option<u32> {
+        let r = if p.exec_id.is_empty() {
+            self.core
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|k| k.init().try_reap())
+        } else {
+            p.pidfd.lock().unwrap().as_ref().map(|fd| fd.try_reap())
+        };
+        match r {
+            Some(Ok(Some(status))) => Some(status.0),
+            Some(Ok(None)) => None,
+            Some(Err(e)) => {
+                log::error!("reap {} {}: {e}", self.id, p.exec_id);
+                Some(255)
+            }
+            None => Some(255),
+        }
+    }
+}
+
+/// Waits on a process's pidfd, reaps it, drains its output, then records the
+/// exit and publishes /tasks/exit. The init's exit waits for its execs' first.
+pub fn watch_exit(
+    c: Arc<Container>,
+    p: Arc<Process>,
+    pidfd: OwnedFd,
+    publisher: Publisher,
+) -> std::io::Result<()> {
+    // Safety: `pidfd` is moved into the AsyncFd, so it stays open and refers
+    // to the same process for the AsyncFd's whole life.
+    let afd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
         .map_err(std::io::Error::from)?;
     tokio::spawn(async move {
         let code = loop {
             let Ok(mut guard) = afd.readable().await else {
                 break 255;
             };
-            let reaped = c.core.lock().unwrap().as_ref().map(|k| k.init().try_reap());
-            match reaped {
-                Some(Ok(Some(status))) => break status.0,
-                Some(Ok(None)) => guard.clear_ready(),
-                Some(Err(e)) => {
-                    log::error!("reap {}: {e}", c.id);
-                    break 255;
-                }
-                None => break 255,
+            match c.try_reap(&p) {
+                Some(code) => break code,
+                None => guard.clear_ready(),
             }
         };
         // Output written before the exit must reach the client before the exit does.
-        let outputs = c.io.lock().unwrap().take_outputs();
+        let outputs =
+            p.io.lock()
+                .unwrap()
+                .as_mut()
+                .map(|io| io.take_outputs())
+                .unwrap_or_default();
         for h in outputs {
             let _ = h.await;
         }
-        c.io.lock().unwrap().stop();
+        if let Some(io) = p.io.lock().unwrap().as_mut() {
+            io.stop();
+        }
+        if p.exec_id.is_empty() {
+            // The execs die with the init's pid namespace; report them first.
+            let execs: Vec<_> = c.execs.lock().unwrap().values().cloned().collect();
+            for e in execs.iter().filter(|e| e.status() == Status::Running) {
+                let _ = tokio::time::timeout(Duration::from_secs(2), e.wait()).await;
+            }
+        }
         let _order = c.event_order.lock().await;
         let at = events::now();
-        log::debug!("container {} exited with {code}", c.id);
-        c.status.send_replace(Status::Stopped {
+        log::debug!(
+            "container {} process {:?} exited with {code}",
+            c.id,
+            p.exec_id
+        );
+        p.status.send_replace(Status::Stopped {
             code,
             at: at.clone(),
         });
         publisher.publish(Event::Exit(TaskExit {
             container_id: c.id.clone(),
-            id: c.id.clone(),
-            pid: c.pid,
+            id: if p.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                p.exec_id.clone()
+            },
+            pid: p.pid(),
             exit_status: code,
             exited_at: MessageField::some(at),
             ..Default::default()
         }));
     });
     Ok(())
+}
+
+/// A dup of a pidfd for the exit watcher's epoll registration.
+pub fn dup_pidfd(p: &Pidfd) -> std::io::Result<OwnedFd> {
+    p.as_fd().try_clone_to_owned()
 }

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskPaused, TaskResumed,
+    TaskStart,
+};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::{Message, MessageField};
@@ -24,6 +27,10 @@ pub enum Event {
     Start(TaskStart),
     Exit(TaskExit),
     Delete(TaskDelete),
+    ExecAdded(TaskExecAdded),
+    ExecStarted(TaskExecStarted),
+    Paused(TaskPaused),
+    Resumed(TaskResumed),
 }
 
 impl Event {
@@ -33,6 +40,16 @@ impl Event {
             Event::Start(e) => (topics::TASK_START_EVENT_TOPIC, any(&e, "TaskStart")),
             Event::Exit(e) => (topics::TASK_EXIT_EVENT_TOPIC, any(&e, "TaskExit")),
             Event::Delete(e) => (topics::TASK_DELETE_EVENT_TOPIC, any(&e, "TaskDelete")),
+            Event::ExecAdded(e) => (
+                topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+                any(&e, "TaskExecAdded"),
+            ),
+            Event::ExecStarted(e) => (
+                topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+                any(&e, "TaskExecStarted"),
+            ),
+            Event::Paused(e) => (topics::TASK_PAUSED_EVENT_TOPIC, any(&e, "TaskPaused")),
+            Event::Resumed(e) => (topics::TASK_RESUMED_EVENT_TOPIC, any(&e, "TaskResumed")),
         }
     }
 }

@@ -11,7 +11,10 @@ use containerd_shim_protos::api::{
     DeleteResponse, KillRequest, PidsRequest, PidsResponse, ShutdownRequest, StartRequest,
     StartResponse, StateRequest, StateResponse, WaitRequest, WaitResponse,
 };
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed,
+    TaskStart,
+};
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::{EnumOrUnknown, MessageField};
 use containerd_shim_protos::shim::shim::{
@@ -20,11 +23,11 @@ use containerd_shim_protos::shim::shim::{
 };
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::types::task::{ProcessInfo, Status as ApiStatus};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use ttrpc::r#async::TtrpcContext;
 use ttrpc::{Code, Error as TtrpcError};
 
-use crate::container::{self, Container, Status};
+use crate::container::{self, Container, Process, Status};
 use crate::events::{Event, Publisher};
 use crate::{io, workdir};
 
@@ -76,15 +79,16 @@ impl Service {
             .ok_or_else(|| err(Code::NOT_FOUND, format!("container {id} not found")))
     }
 
-    fn no_exec(exec_id: &str) -> Res<()> {
-        if exec_id.is_empty() {
-            Ok(())
-        } else {
-            Err(err(
+    /// The container and its init or exec process `exec_id`.
+    fn process(&self, id: &str, exec_id: &str) -> Res<(Arc<Container>, Arc<Process>)> {
+        let c = self.get(id)?;
+        let p = c.process(exec_id).ok_or_else(|| {
+            err(
                 Code::NOT_FOUND,
-                format!("exec {exec_id} not found: execs are not implemented yet"),
-            ))
-        }
+                format!("exec {exec_id} not found in container {id}"),
+            )
+        })?;
+        Ok((c, p))
     }
 }
 
@@ -139,6 +143,203 @@ fn create_blocking(
     }
 }
 
+fn join_err(e: tokio::task::JoinError) -> TtrpcError {
+    err(Code::INTERNAL, e.to_string())
+}
+
+impl Service {
+    async fn start_init(&self, c: Arc<Container>) -> Res<StartResponse> {
+        let p = c.init.clone();
+        if p.status() != Status::Created {
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is not in created state", c.id),
+            ));
+        }
+        let order = c.event_order.lock().await;
+        let c2 = c.clone();
+        tokio::task::spawn_blocking(move || match c2.core.lock().unwrap().as_mut() {
+            Some(core) => core.start(),
+            None => Err(runtime_core::Error::Protocol(
+                "container was deleted".into(),
+            )),
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(core_err)?;
+        // Only a process still marked created becomes running (it may have exited already).
+        p.status.send_if_modified(|s| {
+            let change = *s == Status::Created;
+            if change {
+                *s = Status::Running;
+            }
+            change
+        });
+        self.publisher.publish(Event::Start(TaskStart {
+            container_id: c.id.clone(),
+            pid: p.pid(),
+            ..Default::default()
+        }));
+        drop(order);
+        Ok(StartResponse {
+            pid: p.pid(),
+            ..Default::default()
+        })
+    }
+
+    async fn start_exec(&self, c: Arc<Container>, p: Arc<Process>) -> Res<StartResponse> {
+        if p.status() != Status::Created {
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("exec {} was already started", p.exec_id),
+            ));
+        }
+        if c.init.status() != Status::Running {
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is not running", c.id),
+            ));
+        }
+        let (stdio, io) = io::open(&p.stdin, &p.stdout, &p.stderr)
+            .map_err(|e| err(Code::INTERNAL, format!("open exec stdio FIFOs: {e}")))?;
+        *p.io.lock().unwrap() = Some(io);
+        let order = c.event_order.lock().await;
+        let (c2, p2) = (c.clone(), p.clone());
+        let pidfd = tokio::task::spawn_blocking(move || {
+            let spec = p2.spec.as_ref().expect("execs carry their spec");
+            match c2.core.lock().unwrap().as_ref() {
+                Some(core) => core.exec(spec, stdio),
+                None => Err(runtime_core::Error::Protocol(
+                    "container was deleted".into(),
+                )),
+            }
+        })
+        .await
+        .map_err(join_err)?;
+        let pidfd = match pidfd {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Never ran: report it as exited so Wait and Delete do not hang.
+                p.io.lock().unwrap().take();
+                p.status.send_replace(Status::Stopped {
+                    code: 127,
+                    at: crate::events::now(),
+                });
+                return Err(core_err(e));
+            }
+        };
+        let pid = pidfd.pid() as u32;
+        p.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+        let watch_fd = container::dup_pidfd(&pidfd)
+            .map_err(|e| err(Code::INTERNAL, format!("dup pidfd: {e}")))?;
+        *p.pidfd.lock().unwrap() = Some(pidfd);
+        p.status.send_replace(Status::Running);
+        container::watch_exit(c.clone(), p.clone(), watch_fd, self.publisher.clone())
+            .map_err(|e| err(Code::INTERNAL, format!("watch exec pidfd: {e}")))?;
+        self.publisher.publish(Event::ExecStarted(TaskExecStarted {
+            container_id: c.id.clone(),
+            exec_id: p.exec_id.clone(),
+            pid,
+            ..Default::default()
+        }));
+        drop(order);
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn delete_init(&self, c: Arc<Container>) -> Res<DeleteResponse> {
+        let p = c.init.clone();
+        match p.status() {
+            Status::Running | Status::Paused => {
+                return Err(err(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {} is running: kill it before delete", c.id),
+                ))
+            }
+            Status::Created => {
+                // Never started: the init waits before exec; end it.
+                if let Some(core) = c.core.lock().unwrap().as_ref() {
+                    let _ = core.kill(libc::SIGKILL, false);
+                }
+            }
+            Status::Stopped { .. } => {}
+        }
+        let (code, at) = p.wait().await;
+        let c2 = c.clone();
+        tokio::task::spawn_blocking(move || -> runtime_core::Result<()> {
+            let core = c2.core.lock().unwrap().take();
+            let res = core.map(|k| k.delete()).unwrap_or(Ok(()));
+            undo_create(&c2.bundle, c2.rootfs_mounted);
+            res
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(core_err)?;
+        self.containers.lock().unwrap().remove(&c.id);
+        self.publisher.publish(Event::Delete(TaskDelete {
+            container_id: c.id.clone(),
+            id: c.id.clone(),
+            pid: p.pid(),
+            exit_status: code,
+            exited_at: MessageField::some(at.clone()),
+            ..Default::default()
+        }));
+        Ok(DeleteResponse {
+            pid: p.pid(),
+            exit_status: code,
+            exited_at: MessageField::some(at),
+            ..Default::default()
+        })
+    }
+
+    async fn freeze(&self, id: &str, pause: bool) -> Res<Empty> {
+        let c = self.get(id)?;
+        let (from, to) = if pause {
+            (Status::Running, Status::Paused)
+        } else {
+            (Status::Paused, Status::Running)
+        };
+        if c.init.status() != from {
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("container {id} is not {from:?}"),
+            ));
+        }
+        let c2 = c.clone();
+        tokio::task::spawn_blocking(move || match c2.core.lock().unwrap().as_ref() {
+            Some(core) if pause => core.pause(),
+            Some(core) => core.resume(),
+            None => Err(runtime_core::Error::Protocol(
+                "container was deleted".into(),
+            )),
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(core_err)?;
+        c.init.status.send_if_modified(|s| {
+            let change = *s == from;
+            if change {
+                *s = to;
+            }
+            change
+        });
+        self.publisher.publish(if pause {
+            Event::Paused(TaskPaused {
+                container_id: id.to_string(),
+                ..Default::default()
+            })
+        } else {
+            Event::Resumed(TaskResumed {
+                container_id: id.to_string(),
+                ..Default::default()
+            })
+        });
+        Ok(Empty::new())
+    }
+}
+
 #[async_trait]
 impl Task for Service {
     async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> Res<CreateTaskResponse> {
@@ -167,23 +368,28 @@ impl Task for Service {
         let r = req.clone();
         let (core, mounted) = tokio::task::spawn_blocking(move || create_blocking(&r, stdio))
             .await
-            .map_err(|e| err(Code::INTERNAL, e.to_string()))?
+            .map_err(join_err)?
             .map_err(core_err)?;
         let pid = core.pid() as u32;
+        let watch_fd = container::dup_pidfd(core.init())
+            .map_err(|e| err(Code::INTERNAL, format!("dup pidfd: {e}")))?;
+        let init = Arc::new(Process::new(
+            "",
+            [&req.stdin, &req.stdout, &req.stderr],
+            None,
+        ));
+        init.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+        *init.io.lock().unwrap() = Some(io);
         let c = Arc::new(Container {
             id: req.id.clone(),
             bundle: PathBuf::from(&req.bundle),
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            pid,
             rootfs_mounted: mounted,
             core: Mutex::new(Some(core)),
-            io: Mutex::new(io),
-            status: watch::Sender::new(Status::Created),
+            init: init.clone(),
+            execs: Mutex::new(HashMap::new()),
             event_order: tokio::sync::Mutex::new(()),
         });
-        container::watch_exit(c.clone(), self.publisher.clone())
+        container::watch_exit(c.clone(), init, watch_fd, self.publisher.clone())
             .map_err(|e| err(Code::INTERNAL, format!("watch init pidfd: {e}")))?;
         self.containers.lock().unwrap().insert(req.id.clone(), c);
         self.publisher.publish(Event::Create(TaskCreate {
@@ -207,60 +413,34 @@ impl Task for Service {
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> Res<StartResponse> {
-        Self::no_exec(&req.exec_id)?;
-        let c = self.get(&req.id)?;
-        if c.status() != Status::Created {
-            return Err(err(
-                Code::FAILED_PRECONDITION,
-                format!("container {} is not in created state", req.id),
-            ));
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        if req.exec_id.is_empty() {
+            self.start_init(c).await
+        } else {
+            self.start_exec(c, p).await
         }
-        let order = c.event_order.lock().await;
-        let c2 = c.clone();
-        let started = tokio::task::spawn_blocking(move || match c2.core.lock().unwrap().as_mut() {
-            Some(core) => core.start(),
-            None => Err(runtime_core::Error::Protocol(
-                "container was deleted".into(),
-            )),
-        })
-        .await
-        .map_err(|e| err(Code::INTERNAL, e.to_string()))?;
-        started.map_err(core_err)?;
-        // Only a container still marked created becomes running (it may have exited already).
-        c.status.send_if_modified(|s| {
-            let change = *s == Status::Created;
-            if change {
-                *s = Status::Running;
-            }
-            change
-        });
-        self.publisher.publish(Event::Start(TaskStart {
-            container_id: req.id.clone(),
-            pid: c.pid,
-            ..Default::default()
-        }));
-        drop(order);
-        Ok(StartResponse {
-            pid: c.pid,
-            ..Default::default()
-        })
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> Res<StateResponse> {
-        Self::no_exec(&req.exec_id)?;
-        let c = self.get(&req.id)?;
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
         let mut resp = StateResponse {
-            id: c.id.clone(),
+            id: if req.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                p.exec_id.clone()
+            },
+            exec_id: p.exec_id.clone(),
             bundle: c.bundle.display().to_string(),
-            pid: c.pid,
-            stdin: c.stdin.clone(),
-            stdout: c.stdout.clone(),
-            stderr: c.stderr.clone(),
+            pid: p.pid(),
+            stdin: p.stdin.clone(),
+            stdout: p.stdout.clone(),
+            stderr: p.stderr.clone(),
             ..Default::default()
         };
-        resp.status = EnumOrUnknown::new(match c.status() {
+        resp.status = EnumOrUnknown::new(match p.status() {
             Status::Created => ApiStatus::CREATED,
             Status::Running => ApiStatus::RUNNING,
+            Status::Paused => ApiStatus::PAUSED,
             Status::Stopped { code, at } => {
                 resp.exit_status = code;
                 resp.exited_at = MessageField::some(at);
@@ -271,9 +451,8 @@ impl Task for Service {
     }
 
     async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> Res<WaitResponse> {
-        Self::no_exec(&req.exec_id)?;
-        let c = self.get(&req.id)?;
-        let (code, at) = c.wait().await;
+        let (_c, p) = self.process(&req.id, &req.exec_id)?;
+        let (code, at) = p.wait().await;
         Ok(WaitResponse {
             exit_status: code,
             exited_at: MessageField::some(at),
@@ -282,19 +461,29 @@ impl Task for Service {
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> Res<Empty> {
-        Self::no_exec(&req.exec_id)?;
-        let c = self.get(&req.id)?;
-        if matches!(c.status(), Status::Stopped { .. }) {
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        if p.is_stopped() {
             return Err(err(
                 Code::NOT_FOUND,
-                format!("process {} already finished", req.id),
+                format!("process {} already finished", p.pid()),
             ));
         }
-        let core = c.core.lock().unwrap();
-        let core = core
-            .as_ref()
-            .ok_or_else(|| err(Code::NOT_FOUND, "container deleted"))?;
-        core.kill(req.signal as i32, req.all).map_err(core_err)?;
+        if req.exec_id.is_empty() {
+            let core = c.core.lock().unwrap();
+            let core = core
+                .as_ref()
+                .ok_or_else(|| err(Code::NOT_FOUND, "container deleted"))?;
+            core.kill(req.signal as i32, req.all).map_err(core_err)?;
+        } else {
+            let fd = p.pidfd.lock().unwrap();
+            let fd = fd.as_ref().ok_or_else(|| {
+                err(
+                    Code::FAILED_PRECONDITION,
+                    format!("exec {} not started", p.exec_id),
+                )
+            })?;
+            fd.signal(req.signal as i32).map_err(core_err)?;
+        }
         Ok(Empty::new())
     }
 
@@ -321,53 +510,78 @@ impl Task for Service {
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> Res<DeleteResponse> {
-        Self::no_exec(&req.exec_id)?;
-        let c = self.get(&req.id)?;
-        match c.status() {
-            Status::Running => {
-                return Err(err(
-                    Code::FAILED_PRECONDITION,
-                    format!("container {} is running: kill it before delete", req.id),
-                ))
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        if req.exec_id.is_empty() {
+            return self.delete_init(c).await;
+        }
+        match p.status() {
+            Status::Stopped { code, at } => {
+                c.execs.lock().unwrap().remove(&req.exec_id);
+                Ok(DeleteResponse {
+                    pid: p.pid(),
+                    exit_status: code,
+                    exited_at: MessageField::some(at),
+                    ..Default::default()
+                })
             }
             Status::Created => {
-                // Never started: the init waits before exec; end it.
-                if let Some(core) = c.core.lock().unwrap().as_ref() {
-                    let _ = core.kill(libc::SIGKILL, false);
-                }
+                c.execs.lock().unwrap().remove(&req.exec_id);
+                Ok(DeleteResponse {
+                    exited_at: MessageField::some(crate::events::now()),
+                    ..Default::default()
+                })
             }
-            Status::Stopped { .. } => {}
+            _ => Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("exec {} is running: kill it before delete", req.exec_id),
+            )),
         }
-        let (code, at) = c.wait().await;
-        let c2 = c.clone();
-        tokio::task::spawn_blocking(move || -> runtime_core::Result<()> {
-            let core = c2.core.lock().unwrap().take();
-            let res = core.map(|k| k.delete()).unwrap_or(Ok(()));
-            undo_create(&c2.bundle, c2.rootfs_mounted);
-            res
-        })
-        .await
-        .map_err(|e| err(Code::INTERNAL, e.to_string()))?
-        .map_err(core_err)?;
-        self.containers.lock().unwrap().remove(&req.id);
-        self.publisher.publish(Event::Delete(TaskDelete {
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> Res<Empty> {
+        let c = self.get(&req.id)?;
+        if req.terminal {
+            return Err(err(
+                Code::UNIMPLEMENTED,
+                "exec with a terminal (tty) is not implemented yet",
+            ));
+        }
+        let spec: oci_spec::runtime::Process =
+            serde_json::from_slice(&req.spec.value).map_err(|e| {
+                err(
+                    Code::INVALID_ARGUMENT,
+                    format!("exec {}: invalid OCI process spec: {e}", req.exec_id),
+                )
+            })?;
+        runtime_core::spec::check_process(&spec, "exec process").map_err(core_err)?;
+        {
+            let mut execs = c.execs.lock().unwrap();
+            if execs.contains_key(&req.exec_id) {
+                return Err(err(
+                    Code::ALREADY_EXISTS,
+                    format!(
+                        "exec {} already exists in container {}",
+                        req.exec_id, req.id
+                    ),
+                ));
+            }
+            let p = Process::new(
+                &req.exec_id,
+                [&req.stdin, &req.stdout, &req.stderr],
+                Some(spec),
+            );
+            execs.insert(req.exec_id.clone(), Arc::new(p));
+        }
+        self.publisher.publish(Event::ExecAdded(TaskExecAdded {
             container_id: req.id.clone(),
-            id: req.id.clone(),
-            pid: c.pid,
-            exit_status: code,
-            exited_at: MessageField::some(at.clone()),
+            exec_id: req.exec_id.clone(),
             ..Default::default()
         }));
-        Ok(DeleteResponse {
-            pid: c.pid,
-            exit_status: code,
-            exited_at: MessageField::some(at),
-            ..Default::default()
-        })
+        Ok(Empty::new())
     }
 
     async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> Res<ConnectResponse> {
-        let task_pid = self.get(&req.id).map(|c| c.pid).unwrap_or(0);
+        let task_pid = self.get(&req.id).map(|c| c.init.pid()).unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -385,26 +599,21 @@ impl Task for Service {
     }
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> Res<Empty> {
-        Self::no_exec(&req.exec_id)?;
-        let c = self.get(&req.id)?;
-        c.io.lock().unwrap().close_stdin();
+        let (_c, p) = self.process(&req.id, &req.exec_id)?;
+        p.close_stdin();
         Ok(Empty::new())
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> Res<Empty> {
-        Err(unimplemented("Pause"))
+    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> Res<Empty> {
+        self.freeze(&req.id, true).await
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> Res<Empty> {
-        Err(unimplemented("Resume"))
+    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> Res<Empty> {
+        self.freeze(&req.id, false).await
     }
 
     async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> Res<Empty> {
         Err(unimplemented("Checkpoint"))
-    }
-
-    async fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> Res<Empty> {
-        Err(unimplemented("Exec"))
     }
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, _req: ResizePtyRequest) -> Res<Empty> {

@@ -369,3 +369,128 @@ fn killed_shim_is_cleaned_up_by_delete() {
     assert!(crm.status.success(), "{}", text(&crm.stderr));
     assert_no_leftovers(id);
 }
+
+/// Starts a detached container running a counter loop and waits until it runs.
+fn detached_counter(id: &str) {
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.02; done";
+    let o = run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("task running", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("RUNNING")
+    });
+}
+
+fn kill_and_remove(id: &str) {
+    let _ = run(&["task", "kill", "-s", "KILL", id]);
+    wait_for("task stopped", Duration::from_secs(20), || {
+        task_status(id).as_deref() != Some("RUNNING")
+    });
+    let rm = run(&["task", "rm", id]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    let crm = run(&["c", "rm", id]);
+    assert!(crm.status.success(), "{}", text(&crm.stderr));
+    assert_no_leftovers(id);
+}
+
+#[test]
+fn exec_joins_the_container_and_propagates_exit_codes() {
+    let id = "exec";
+    detached_counter(id);
+    let init_uts = text(
+        &run(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "u",
+            id,
+            "readlink",
+            "/proc/1/ns/uts",
+        ])
+        .stdout,
+    );
+    let o = run(&[
+        "task", "exec", "--exec-id", "x1", id, "sh", "-c",
+        "echo pid=$$; readlink /proc/self/ns/uts; cat /tmp/counter >/dev/null && echo sees-rootfs; exit 5",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(5), "{out}{}", text(&o.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "pid=1");
+    assert_eq!(
+        lines[1],
+        init_uts.trim(),
+        "exec is not in the init's uts namespace"
+    );
+    assert_eq!(lines[2], "sees-rootfs");
+    // A missing binary fails fast with one clear error naming it.
+    let o = run(&["task", "exec", "--exec-id", "x2", id, "/bin/no-such-exec"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("/bin/no-such-exec"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A duplicate exec id is refused while the first is known.
+    let mut long = ctr(&["task", "exec", "--exec-id", "dup", id, "sleep", "5"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("exec dup running", Duration::from_secs(10), || {
+        text(&run(&["task", "ps", id]).stdout).lines().count() >= 3
+    });
+    let o = run(&["task", "exec", "--exec-id", "dup", id, "true"]);
+    assert!(!o.status.success(), "duplicate exec id accepted");
+    assert!(
+        text(&o.stderr).to_lowercase().contains("exists"),
+        "{}",
+        text(&o.stderr)
+    );
+    let _ = run(&["task", "kill", "-s", "KILL", "--exec-id", "dup", id]);
+    let _ = long.wait();
+    kill_and_remove(id);
+}
+
+fn counter(id: &str) -> u64 {
+    let pid = text(&run(&["task", "ls"]).stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(1).map(String::from))
+        .unwrap();
+    std::fs::read_to_string(format!("/proc/{pid}/root/tmp/counter"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    let id = "pause";
+    detached_counter(id);
+    wait_for("counter moving", Duration::from_secs(10), || {
+        counter(id) > 2
+    });
+    let p = run(&["task", "pause", id]);
+    assert!(p.status.success(), "{}", text(&p.stderr));
+    assert_eq!(task_status(id).as_deref(), Some("PAUSED"));
+    let frozen = counter(id);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(counter(id), frozen, "processes kept running while paused");
+    let r = run(&["task", "resume", id]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_eq!(task_status(id).as_deref(), Some("RUNNING"));
+    wait_for("counter moving again", Duration::from_secs(10), || {
+        counter(id) > frozen
+    });
+    kill_and_remove(id);
+}

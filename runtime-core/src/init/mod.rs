@@ -108,12 +108,17 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
     if unsafe { libc::setns(init.as_raw_fd(), all) } < 0 {
-        return Err(crate::error::last("setns", "container init's namespaces (pidfd)"));
+        return Err(crate::error::last(
+            "setns",
+            "container init's namespaces (pidfd)",
+        ));
     }
     drop(init);
     match unsafe { sys::clone3_fork(libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "exec process", e)),
-        Ok(Forked::Parent { pid, pidfd }) => chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd())),
+        Ok(Forked::Parent { pid, pidfd }) => {
+            chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))
+        }
         Ok(Forked::Child) => {
             let err = match process::setup(&cfg.process).and_then(|exec| {
                 sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
@@ -187,7 +192,10 @@ fn prepare(
             return Err(crate::error::last("setdomainname", domain));
         }
     }
-    let process = spec.process().as_ref().expect("checked by spec::check_supported");
+    let process = spec
+        .process()
+        .as_ref()
+        .expect("checked by spec::check_supported");
     let exec = process::setup(process)?;
     // Nothing of the shim may leak: every fd but stdio closes on exec (incl. the channel).
     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
