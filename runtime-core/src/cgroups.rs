@@ -379,6 +379,51 @@ impl Cgroup {
         })
     }
 
+    /// Current resource usage.
+    pub fn stats(&self) -> crate::stats::Stats {
+        use crate::stats::{read_keyed, read_u64, Stats};
+        let mut st = Stats::default();
+        if self.v2_only() {
+            let d = self.unified().unwrap();
+            st.v2 = true;
+            st.pids_current = read_u64(d, "pids.current");
+            st.pids_limit = read_u64(d, "pids.max");
+            st.cpu_stat = read_keyed(d, "cpu.stat");
+            st.cpu_usage_ns = st.cpu_stat.get("usage_usec").copied().unwrap_or(0) * 1000;
+            st.cpu_user_ns = st.cpu_stat.get("user_usec").copied().unwrap_or(0) * 1000;
+            st.cpu_kernel_ns = st.cpu_stat.get("system_usec").copied().unwrap_or(0) * 1000;
+            st.memory_usage = read_u64(d, "memory.current");
+            st.memory_limit = read_u64(d, "memory.max");
+            st.memory_max_usage = read_u64(d, "memory.peak");
+            st.memory_stat = read_keyed(d, "memory.stat");
+            return st;
+        }
+        if let Some(d) = self.dir_of("pids") {
+            st.pids_current = read_u64(d, "pids.current");
+            st.pids_limit = read_u64(d, "pids.max");
+        }
+        if let Some(d) = self.dir_of("cpuacct") {
+            st.cpu_usage_ns = read_u64(d, "cpuacct.usage");
+            // cpuacct.stat counts USER_HZ ticks (100 per second on Linux).
+            let ticks = read_keyed(d, "cpuacct.stat");
+            st.cpu_user_ns = ticks.get("user").copied().unwrap_or(0) * 10_000_000;
+            st.cpu_kernel_ns = ticks.get("system").copied().unwrap_or(0) * 10_000_000;
+            st.per_cpu_ns = fs::read_to_string(d.join("cpuacct.usage_percpu"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+        }
+        if let Some(d) = self.dir_of("memory") {
+            st.memory_usage = read_u64(d, "memory.usage_in_bytes");
+            st.memory_limit = read_u64(d, "memory.limit_in_bytes");
+            st.memory_max_usage = read_u64(d, "memory.max_usage_in_bytes");
+            st.memory_failcnt = read_u64(d, "memory.failcnt");
+            st.memory_stat = read_keyed(d, "memory.stat");
+        }
+        st
+    }
+
     /// Kills what is left and removes the leaf directories (never a parent).
     pub fn destroy(&self) -> Result<()> {
         // Frozen tasks cannot die: thaw first (a paused container may be deleted).

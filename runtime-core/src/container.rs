@@ -145,6 +145,11 @@ impl Container {
         self.cgroup.freeze(false)
     }
 
+    /// Resource usage from the container's cgroup.
+    pub fn stats(&self) -> crate::stats::Stats {
+        self.cgroup.stats()
+    }
+
     pub fn pids(&self) -> Result<Vec<i32>> {
         self.cgroup.procs()
     }

@@ -55,6 +55,7 @@ pub mod pidfd;
 pub mod rootfs_mount;
 pub mod sealed;
 pub mod spec;
+pub mod stats;
 mod sys;
 
 pub use container::{Container, CreateOpts, ExitStatus, Stdio};

@@ -12,6 +12,7 @@ mod delete;
 mod events;
 mod io;
 mod logger;
+mod metrics;
 mod protocol;
 mod server;
 mod service;

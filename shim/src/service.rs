@@ -624,7 +624,20 @@ impl Task for Service {
         Err(unimplemented("Update"))
     }
 
-    async fn stats(&self, _ctx: &TtrpcContext, _req: StatsRequest) -> Res<StatsResponse> {
-        Err(unimplemented("Stats"))
+    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> Res<StatsResponse> {
+        let c = self.get(&req.id)?;
+        let c2 = c.clone();
+        let st = tokio::task::spawn_blocking(move || {
+            c2.core.lock().unwrap().as_ref().map(|k| k.stats())
+        })
+        .await
+        .map_err(join_err)?
+        .ok_or_else(|| err(Code::NOT_FOUND, format!("container {} deleted", req.id)))?;
+        let any = crate::metrics::to_any(&st)
+            .map_err(|e| err(Code::INTERNAL, format!("encode metrics: {e}")))?;
+        Ok(StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
     }
 }

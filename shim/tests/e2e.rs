@@ -494,3 +494,43 @@ fn pause_freezes_and_resume_thaws() {
     });
     kill_and_remove(id);
 }
+
+#[test]
+fn metrics_are_the_hosts_type_with_plausible_numbers() {
+    let id = "metrics";
+    let script = "head -c 5000000 /dev/zero > /dev/shm/blob; while true; do sleep 1; done";
+    let o = run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let value = |table: &str, key: &str| -> u64 {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut table = String::new();
+    wait_for(
+        "5 MB charged to the container",
+        Duration::from_secs(20),
+        || {
+            table = text(&run(&["task", "metrics", id]).stdout);
+            value(&table, "memory.usage_in_bytes") > 5_000_000
+        },
+    );
+    // This host is cgroup v1 (hybrid): the v1 metrics names must be there.
+    assert!(value(&table, "memory.stat.cache") >= 4_000_000, "{table}");
+    assert!(value(&table, "cpuacct.usage") > 0, "{table}");
+    assert!(value(&table, "pids.current") >= 2, "{table}");
+    kill_and_remove(id);
+}
