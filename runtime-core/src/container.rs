@@ -145,6 +145,11 @@ impl Container {
         self.cgroup.freeze(false)
     }
 
+    /// Applies new resource limits to the running container.
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        self.cgroup.apply(Some(resources))
+    }
+
     /// Resource usage from the container's cgroup.
     pub fn stats(&self) -> crate::stats::Stats {
         self.cgroup.stats()

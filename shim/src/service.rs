@@ -620,8 +620,26 @@ impl Task for Service {
         Err(unimplemented("ResizePty"))
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> Res<Empty> {
-        Err(unimplemented("Update"))
+    async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> Res<Empty> {
+        let c = self.get(&req.id)?;
+        // containerd sends the OCI LinuxResources as JSON inside the Any.
+        let res: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
+            .map_err(|e| {
+            err(
+                Code::INVALID_ARGUMENT,
+                format!("update {}: invalid LinuxResources: {e}", req.id),
+            )
+        })?;
+        tokio::task::spawn_blocking(move || match c.core.lock().unwrap().as_ref() {
+            Some(core) => core.update(&res),
+            None => Err(runtime_core::Error::Protocol(
+                "container was deleted".into(),
+            )),
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(core_err)?;
+        Ok(Empty::new())
     }
 
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> Res<StatsResponse> {
