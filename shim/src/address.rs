@@ -1,5 +1,6 @@
-//! Where a shim listens: `unix:///run/containerd/s/<sha256(address + namespace + group)>`,
-//! as containerd's own shims compute it, so one pod's containers find one shim.
+//! Where a shim listens: `unix:///run/containerd/s/<sha256("address/namespace/group")>`,
+//! the formula of containerd's own shims (`filepath.Join` of the three), so one
+//! pod's containers find one shim and names never collide across instances.
 
 use sha2::{Digest, Sha256};
 
@@ -10,10 +11,12 @@ const SOCKET_DIR: &str = "/run/containerd/s";
 pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 pub fn socket_address(containerd_address: &str, namespace: &str, group: &str) -> String {
+    let joined = format!(
+        "{}/{namespace}/{group}",
+        containerd_address.trim_end_matches('/')
+    );
     let mut h = Sha256::new();
-    h.update(containerd_address.as_bytes());
-    h.update(namespace.as_bytes());
-    h.update(group.as_bytes());
+    h.update(joined.as_bytes());
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     format!("unix://{SOCKET_DIR}/{hex}")
 }
@@ -28,11 +31,11 @@ mod tests {
 
     #[test]
     fn matches_containerds_formula() {
-        // sha256("/run/containerd/containerd.sock" + "default" + "c1"), as `printf %s … | sha256sum` gives.
+        // sha256("/run/containerd/containerd.sock/default/c1"), as `printf %s … | sha256sum` gives.
         let a = socket_address("/run/containerd/containerd.sock", "default", "c1");
         let expect = {
             let out = std::process::Command::new("sh")
-                .args(["-c", "printf %s /run/containerd/containerd.sockdefaultc1 | sha256sum | cut -d' ' -f1"])
+                .args(["-c", "printf %s /run/containerd/containerd.sock/default/c1 | sha256sum | cut -d' ' -f1"])
                 .output()
                 .unwrap();
             String::from_utf8(out.stdout).unwrap().trim().to_string()

@@ -2,13 +2,13 @@
 //! and exec processes, and the tasks that wait for them to exit.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use containerd_shim_protos::events::task::TaskExit;
+use containerd_shim_protos::events::task::{TaskExit, TaskOOM};
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageField;
 use runtime_core::container::Pidfd;
@@ -99,6 +99,9 @@ pub struct Container {
     pub core: Mutex<Option<runtime_core::Container>>,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// The cgroup's OOM eventfd, shared by the OOM watcher and the init's exit
+    /// watcher (which drains it first, so /tasks/oom precedes /tasks/exit).
+    pub oom: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
     /// Taken by Start until its event is out, and by the exit watchers before
     /// they publish: a start event always precedes the exit event it belongs to.
     pub event_order: tokio::sync::Mutex<()>,
@@ -180,6 +183,15 @@ pub fn watch_exit(
             }
         }
         let _order = c.event_order.lock().await;
+        if p.exec_id.is_empty() {
+            let oom = c.oom.lock().unwrap().clone();
+            if oom.is_some_and(|fd| take_event(&fd)) {
+                publisher.publish(Event::Oom(TaskOOM {
+                    container_id: c.id.clone(),
+                    ..Default::default()
+                }));
+            }
+        }
         let at = events::now();
         log::debug!(
             "container {} process {:?} exited with {code}",
@@ -202,6 +214,43 @@ pub fn watch_exit(
             exited_at: MessageField::some(at),
             ..Default::default()
         }));
+    });
+    Ok(())
+}
+
+/// Reads (and so resets) an eventfd counter; true if it had fired.
+fn take_event(fd: &AsyncFd<OwnedFd>) -> bool {
+    let mut buf = [0u8; 8];
+    let n = unsafe { libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    n == 8 && u64::from_ne_bytes(buf) > 0
+}
+
+/// Publishes /tasks/oom whenever the kernel's OOM killer acts in the container.
+pub fn watch_oom(c: Arc<Container>, efd: OwnedFd, publisher: Publisher) -> std::io::Result<()> {
+    // Safety: the eventfd is moved into the AsyncFd and lives as long as it.
+    let afd = Arc::new(
+        unsafe { AsyncFd::register_with_interest(efd, Interest::READABLE) }
+            .map_err(std::io::Error::from)?,
+    );
+    *c.oom.lock().unwrap() = Some(afd.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = afd.readable().await else {
+                break;
+            };
+            let _order = c.event_order.lock().await;
+            // Removing the cgroup at delete also fires the eventfd: not an OOM.
+            if c.core.lock().unwrap().is_none() {
+                break;
+            }
+            if take_event(&afd) {
+                publisher.publish(Event::Oom(TaskOOM {
+                    container_id: c.id.clone(),
+                    ..Default::default()
+                }));
+            }
+            guard.clear_ready();
+        }
     });
     Ok(())
 }

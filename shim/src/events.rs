@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskPaused, TaskResumed,
-    TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -31,6 +31,7 @@ pub enum Event {
     ExecStarted(TaskExecStarted),
     Paused(TaskPaused),
     Resumed(TaskResumed),
+    Oom(TaskOOM),
 }
 
 impl Event {
@@ -50,6 +51,7 @@ impl Event {
             ),
             Event::Paused(e) => (topics::TASK_PAUSED_EVENT_TOPIC, any(&e, "TaskPaused")),
             Event::Resumed(e) => (topics::TASK_RESUMED_EVENT_TOPIC, any(&e, "TaskResumed")),
+            Event::Oom(e) => (topics::TASK_OOM_EVENT_TOPIC, any(&e, "TaskOOM")),
         }
     }
 }

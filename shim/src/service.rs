@@ -387,8 +387,16 @@ impl Task for Service {
             core: Mutex::new(Some(core)),
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
+            oom: Mutex::new(None),
             event_order: tokio::sync::Mutex::new(()),
         });
+        let oom_fd = c.core.lock().unwrap().as_ref().map(|k| k.oom_eventfd());
+        match oom_fd {
+            Some(Ok(Some(fd))) => container::watch_oom(c.clone(), fd, self.publisher.clone())
+                .map_err(|e| err(Code::INTERNAL, format!("watch OOM eventfd: {e}")))?,
+            Some(Err(e)) => log::warn!("container {}: no OOM notifications: {e}", req.id),
+            _ => {}
+        }
         container::watch_exit(c.clone(), init, watch_fd, self.publisher.clone())
             .map_err(|e| err(Code::INTERNAL, format!("watch init pidfd: {e}")))?;
         self.containers.lock().unwrap().insert(req.id.clone(), c);

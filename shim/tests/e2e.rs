@@ -548,7 +548,7 @@ fn update_reaches_the_cgroup() {
     let bundle = env()
         .state
         .join("io.containerd.runtime.v2.task")
-        .join(NS)
+        .join(ns())
         .join(id);
     let address = std::fs::read_to_string(bundle.join("address")).unwrap();
     let resources = br#"{"memory":{"limit":104857600},"pids":{"limit":50},"cpu":{"shares":512}}"#;
@@ -577,7 +577,7 @@ fn update_reaches_the_cgroup() {
             .unwrap();
     });
     let cg = |ctl: &str, file: &str| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/{NS}/{id}/{file}"))
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/{}/{id}/{file}", ns()))
             .unwrap()
             .trim()
             .to_string()
@@ -586,4 +586,52 @@ fn update_reaches_the_cgroup() {
     assert_eq!(cg("pids", "pids.max"), "50");
     assert_eq!(cg("cpu", "cpu.shares"), "512");
     kill_and_remove(id);
+}
+
+#[test]
+fn oom_is_reported_before_the_exit_it_caused() {
+    let id = "oomkill";
+    let mut events = ctr(&["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The init itself grows (command substitution buffers in the shell) past 20 MiB.
+    let script = "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived";
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--memory-limit",
+        "20971520",
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    events.kill().unwrap();
+    let out = text(&events.wait_with_output().unwrap().stdout);
+    let topics: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(&format!("\"{id}\"")))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+        .collect();
+    let oom = topics
+        .iter()
+        .position(|t| *t == "/tasks/oom")
+        .unwrap_or_else(|| panic!("no /tasks/oom:\n{out}"));
+    let exit = topics.iter().position(|t| *t == "/tasks/exit").unwrap();
+    assert!(oom < exit, "oom after exit: {topics:?}");
+    assert_no_leftovers(id);
 }

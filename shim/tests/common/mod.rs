@@ -13,12 +13,17 @@ use std::time::{Duration, Instant};
 pub const IMAGE: &str = "localhost/rshim/busybox:latest";
 pub const RUNTIME: &str = "io.containerd.rust.v1";
 pub const RUNC: &str = "io.containerd.runc.v2";
-pub const NS: &str = "rshim-test-e2e";
+/// The namespace of this run: one per containerd version, so instances of
+/// different versions never share runc state or cgroups.
+pub fn ns() -> &'static str {
+    &env().ns
+}
 
 pub struct Env {
     pub address: String,
     pub ctr: String,
     pub version: String,
+    pub ns: String,
     pub state: PathBuf,
 }
 
@@ -48,12 +53,13 @@ pub fn env() -> &'static Env {
         let e = Env {
             address,
             ctr: vars["CTR"].clone(),
+            ns: format!("rshim-test-e2e-{}", vars.get("CONTAINERD_VERSION").map_or("x".into(), |v| v.replace('.', ""))),
             version: vars.get("CONTAINERD_VERSION").cloned().unwrap_or_default(),
             state,
         };
         let image = repo().join("test-bundles/out/image.tar");
         let out = Command::new(&e.ctr)
-            .args(["-a", &e.address, "-n", NS, "images", "import", "--all-platforms"])
+            .args(["-a", &e.address, "-n", &e.ns, "images", "import", "--all-platforms"])
             .arg(&image)
             .output()
             .expect("run ctr images import");
@@ -65,7 +71,7 @@ pub fn env() -> &'static Env {
 pub fn ctr(args: &[&str]) -> Command {
     let e = env();
     let mut c = Command::new(&e.ctr);
-    c.args(["-a", &e.address, "-n", NS]).args(args);
+    c.args(["-a", &e.address, "-n", &e.ns]).args(args);
     c
 }
 
@@ -139,7 +145,7 @@ pub fn assert_no_leftovers(id: &str) {
     let bundle = env()
         .state
         .join("io.containerd.runtime.v2.task")
-        .join(NS)
+        .join(ns())
         .join(id);
     assert!(
         !bundle.exists(),
@@ -147,12 +153,12 @@ pub fn assert_no_leftovers(id: &str) {
         bundle.display()
     );
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let cg = h.path().join(NS).join(id);
+        let cg = h.path().join(ns()).join(id);
         assert!(!cg.exists(), "cgroup {} left behind", cg.display());
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
-        !mounts.contains(&format!("/{NS}/{id}/")),
+        !mounts.contains(&format!("/{}/{id}/", ns())),
         "mount of {id} left behind:\n{mounts}"
     );
 }
