@@ -11,6 +11,18 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use crate::args::Flags;
 use crate::{events, workdir};
 
+/// The dead shim could not remove its socket. One that still answers belongs
+/// to a live shim of the same pod and stays.
+fn remove_dead_socket(bundle: &std::path::Path) {
+    let Ok(addr) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = crate::address::socket_path(addr.trim());
+    if std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 pub fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     let bundle = if flags.bundle.is_empty() {
         std::env::current_dir()?
@@ -27,6 +39,7 @@ pub fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     runtime_core::rootfs_mount::unmount(&bundle.join("rootfs"))?;
+    remove_dead_socket(&bundle);
     workdir::remove(&bundle)?;
     let resp = DeleteResponse {
         pid,
