@@ -379,6 +379,39 @@ impl Cgroup {
         })
     }
 
+    /// An eventfd that becomes readable when the kernel's OOM killer acts in
+    /// this cgroup (v1: `memory.oom_control` through `cgroup.event_control`).
+    /// `None` where not available (no v1 memory hierarchy).
+    pub fn oom_eventfd(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let Some(dir) = self.dir_of("memory") else {
+            return Ok(None);
+        };
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(crate::error::last("eventfd", "OOM notification"));
+        }
+        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let ctl = dir.join("memory.oom_control");
+        let oc = fs::File::open(&ctl).map_err(|e| Error::sys("open", ctl.display(), e))?;
+        // The registration holds its own references: both fds can be closed later.
+        write(
+            dir,
+            "cgroup.event_control",
+            &format!("{} {}", efd.as_raw_fd(), oc.as_raw_fd()),
+        )?;
+        Ok(Some(efd))
+    }
+
+    /// How many processes the OOM killer killed in this cgroup (None: unknown).
+    pub fn oom_kills(&self) -> Option<u64> {
+        let (dir, file) = match self.dir_of("memory") {
+            Some(d) => (d, "memory.oom_control"),
+            None => (self.unified()?, "memory.events"),
+        };
+        crate::stats::read_keyed(dir, file).get("oom_kill").copied()
+    }
+
     /// Current resource usage.
     pub fn stats(&self) -> crate::stats::Stats {
         use crate::stats::{read_keyed, read_u64, Stats};

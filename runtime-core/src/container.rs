@@ -145,6 +145,16 @@ impl Container {
         self.cgroup.freeze(false)
     }
 
+    /// See [`Cgroup::oom_eventfd`].
+    pub fn oom_eventfd(&self) -> Result<Option<OwnedFd>> {
+        self.cgroup.oom_eventfd()
+    }
+
+    /// Processes killed by the OOM killer so far.
+    pub fn oom_kills(&self) -> Option<u64> {
+        self.cgroup.oom_kills()
+    }
+
     /// Applies new resource limits to the running container.
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         self.cgroup.apply(Some(resources))
