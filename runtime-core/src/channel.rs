@@ -56,6 +56,8 @@ pub enum ToInit {
 pub enum FromInit {
     /// From the helper, with the init's pidfd attached.
     Pid(i32),
+    /// The process's terminal master (attached), when `process.terminal` is set.
+    Console,
     /// The init finished set-up and waits for [`ToInit::Start`].
     Ready,
     /// Set-up or `execve` failed; the message names what and why.

@@ -39,6 +39,8 @@ pub struct Container {
     init: Pidfd,
     /// Held until `start`: the init blocks on it before `execve`.
     chan: Option<Channel>,
+    /// The init's terminal master until the caller takes it.
+    console: Option<OwnedFd>,
     cgroup: Cgroup,
 }
 
@@ -63,11 +65,12 @@ impl Container {
         let cgroup = Cgroup::create(&spec::cgroup_path(&spec, opts.id), resources)?;
         let (id, bundle) = (opts.id.to_string(), opts.bundle.to_path_buf());
         match spawn_init(opts, &cgroup) {
-            Ok((init, chan)) => Ok(Container {
+            Ok(l) => Ok(Container {
                 id,
                 bundle,
-                init,
-                chan: Some(chan),
+                init: l.pidfd,
+                chan: Some(l.chan),
+                console: l.console,
                 cgroup,
             }),
             Err(e) => {
@@ -75,6 +78,11 @@ impl Container {
                 Err(e)
             }
         }
+    }
+
+    /// The init's terminal master (once), when its process has `terminal`.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
     }
 
     pub fn id(&self) -> &str {
@@ -107,19 +115,24 @@ impl Container {
     /// namespace of the init (through its pidfd) and the container's cgroups,
     /// gets its own identity, capabilities, rlimits, env and cwd, and is
     /// started at once. Returns its pidfd; it is our child like the init.
-    pub fn exec(&self, process: &oci_spec::runtime::Process, stdio: Stdio) -> Result<Pidfd> {
+    pub fn exec(
+        &self,
+        process: &oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<(Pidfd, Option<OwnedFd>)> {
         spec::check_process(process, "exec process")?;
         let cfg = ExecConfig {
             process: process.clone(),
             cgroups: self.cgroup.dirs(),
         };
-        let (pidfd, chan) = launch(
+        let l = launch(
             ToInit::Exec(Box::new(cfg)),
             Some(self.init.as_raw_fd()),
             stdio,
         )?;
-        match release(chan) {
-            Ok(()) => Ok(pidfd),
+        let pidfd = l.pidfd;
+        match release(l.chan) {
+            Ok(()) => Ok((pidfd, l.console)),
             Err(e) => {
                 let _ = pidfd.signal(libc::SIGKILL);
                 let _ = pidfd.reap_blocking();
@@ -180,7 +193,7 @@ impl Container {
 
 /// Re-executes our sealed binary as the helper, hands it the config, and
 /// waits until the init is set up (or failed).
-fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<(Pidfd, Channel)> {
+fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<Launched> {
     let cfg = InitConfig {
         id: opts.id.to_string(),
         bundle: opts.bundle.to_path_buf(),
@@ -189,9 +202,17 @@ fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<(Pidfd, Channel)> {
     launch(ToInit::Config(cfg), None, opts.stdio)
 }
 
+/// A process set up and waiting in front of `execve`.
+struct Launched {
+    pidfd: Pidfd,
+    chan: Channel,
+    /// The terminal's master, with `process.terminal`.
+    console: Option<OwnedFd>,
+}
+
 /// Starts a helper, sends it `msg` (with `fd` attached), and waits for the
 /// process it clones to be set up and waiting for Start.
-fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<(Pidfd, Channel)> {
+fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<Launched> {
     let (ours, theirs) = Channel::pair()?;
     let exe = sealed::exe_path()?;
     let mut child = helper_command(&exe, &theirs, stdio)
@@ -203,10 +224,12 @@ fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<(Pidfd, Channe
     // Two senders share the channel: the helper reports the new process's
     // pid(fd), the process reports Ready or Error. Under load either may come first.
     let mut init: Option<Pidfd> = None;
+    let mut console: Option<OwnedFd> = None;
     let mut outcome: Option<Result<()>> = sent.err().map(Err);
     while init.is_none() || outcome.is_none() {
         match ours.recv::<FromInit>() {
             Ok(Some((FromInit::Pid(pid), Some(fd)))) => init = Some(Pidfd::new(pid, fd)),
+            Ok(Some((FromInit::Console, Some(fd)))) => console = Some(fd),
             Ok(Some((FromInit::Ready, _))) => outcome = Some(Ok(())),
             Ok(Some((FromInit::Error(msg), _))) => outcome = Some(Err(Error::Init(msg))),
             Ok(Some((other, _))) => {
@@ -224,7 +247,11 @@ fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<(Pidfd, Channe
     // The helper exits right after reporting; reap it (it is our child).
     let _ = child.wait();
     match (init, outcome) {
-        (Some(init), Some(Ok(()))) => Ok((init, ours)),
+        (Some(init), Some(Ok(()))) => Ok(Launched {
+            pidfd: init,
+            chan: ours,
+            console,
+        }),
         (init, outcome) => {
             // Set-up failed: make sure the process is gone and reaped.
             if let Some(init) = init {

@@ -60,6 +60,7 @@ mod sys;
 
 pub use container::{Container, CreateOpts, ExitStatus, Stdio};
 pub use error::{Error, Result};
+pub use init::set_terminal_size;
 
 /// argv\[1\] that turns our binary into the container-init helper.
 ///

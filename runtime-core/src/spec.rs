@@ -129,12 +129,6 @@ pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Resu
             "must name the command to run",
         ));
     }
-    if process.terminal() == Some(true) {
-        return Err(Error::unsupported(
-            format!("{prefix}.terminal"),
-            "terminals are not supported yet",
-        ));
-    }
     for (field, set) in [
         ("apparmorProfile", process.apparmor_profile().is_some()),
         ("selinuxLabel", process.selinux_label().is_some()),

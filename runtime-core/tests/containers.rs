@@ -332,7 +332,7 @@ fn exec_joins_the_container() {
     let (out_r, out_w) = pipe();
     let (err_r, err_w) = pipe();
     let reader = (read_all(out_r), read_all(err_r));
-    let pidfd = c
+    let (pidfd, _console) = c
         .exec(
             &p,
             Stdio {

@@ -200,9 +200,16 @@ impl Service {
                 format!("container {} is not running", c.id),
             ));
         }
-        let (stdio, io) = io::open(&p.stdin, &p.stdout, &p.stderr)
-            .map_err(|e| err(Code::INTERNAL, format!("open exec stdio FIFOs: {e}")))?;
-        *p.io.lock().unwrap() = Some(io);
+        let terminal = p.spec.as_ref().and_then(|s| s.terminal()) == Some(true);
+        // With a terminal, the pty (made in the container) replaces the pipes.
+        let (stdio, io) = if terminal {
+            (runtime_core::Stdio::default(), None)
+        } else {
+            let (stdio, io) = io::open(&p.stdin, &p.stdout, &p.stderr)
+                .map_err(|e| err(Code::INTERNAL, format!("open exec stdio FIFOs: {e}")))?;
+            (stdio, Some(io))
+        };
+        *p.io.lock().unwrap() = io;
         let order = c.event_order.lock().await;
         let (c2, p2) = (c.clone(), p.clone());
         let pidfd = tokio::task::spawn_blocking(move || {
@@ -216,7 +223,7 @@ impl Service {
         })
         .await
         .map_err(join_err)?;
-        let pidfd = match pidfd {
+        let (pidfd, console) = match pidfd {
             Ok(fd) => fd,
             Err(e) => {
                 // Never ran: report it as exited so Wait and Delete do not hang.
@@ -228,6 +235,11 @@ impl Service {
                 return Err(core_err(e));
             }
         };
+        if let Some(master) = console {
+            let io = io::terminal(master, &p.stdin, &p.stdout)
+                .map_err(|e| err(Code::INTERNAL, format!("exec terminal IO: {e}")))?;
+            *p.io.lock().unwrap() = Some(io);
+        }
         let pid = pidfd.pid() as u32;
         p.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
         let watch_fd = container::dup_pidfd(&pidfd)
@@ -350,26 +362,39 @@ impl Task for Service {
                 format!("container {} already exists", req.id),
             ));
         }
-        if req.terminal {
-            return Err(err(
-                Code::UNIMPLEMENTED,
-                "terminal (tty) containers are not implemented yet",
-            ));
-        }
         if !req.checkpoint.is_empty() {
             return Err(err(
                 Code::UNIMPLEMENTED,
                 "restore from checkpoint is not implemented yet",
             ));
         }
-        let (stdio, io) = io::open(&req.stdin, &req.stdout, &req.stderr)
-            .map_err(|e| err(Code::INTERNAL, format!("open container stdio FIFOs: {e}")))?;
+        // With a terminal, the pty (made in the container) replaces the pipes.
+        let (stdio, io) = if req.terminal {
+            (runtime_core::Stdio::default(), None)
+        } else {
+            let (stdio, io) = io::open(&req.stdin, &req.stdout, &req.stderr)
+                .map_err(|e| err(Code::INTERNAL, format!("open container stdio FIFOs: {e}")))?;
+            (stdio, Some(io))
+        };
         let req = Arc::new(req);
         let r = req.clone();
-        let (core, mounted) = tokio::task::spawn_blocking(move || create_blocking(&r, stdio))
+        let (mut core, mounted) = tokio::task::spawn_blocking(move || create_blocking(&r, stdio))
             .await
             .map_err(join_err)?
             .map_err(core_err)?;
+        let io = match core.take_console() {
+            Some(master) => match io::terminal(master, &req.stdin, &req.stdout) {
+                Ok(io) => Some(io),
+                Err(e) => {
+                    let _ = core.kill(libc::SIGKILL, false);
+                    let _ = core.init().reap_blocking();
+                    let _ = core.delete();
+                    undo_create(Path::new(&req.bundle), mounted);
+                    return Err(err(Code::INTERNAL, format!("terminal IO: {e}")));
+                }
+            },
+            None => io,
+        };
         let pid = core.pid() as u32;
         let watch_fd = container::dup_pidfd(core.init())
             .map_err(|e| err(Code::INTERNAL, format!("dup pidfd: {e}")))?;
@@ -379,7 +404,7 @@ impl Task for Service {
             None,
         ));
         init.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
-        *init.io.lock().unwrap() = Some(io);
+        *init.io.lock().unwrap() = io;
         let c = Arc::new(Container {
             id: req.id.clone(),
             bundle: PathBuf::from(&req.bundle),
@@ -548,12 +573,6 @@ impl Task for Service {
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> Res<Empty> {
         let c = self.get(&req.id)?;
-        if req.terminal {
-            return Err(err(
-                Code::UNIMPLEMENTED,
-                "exec with a terminal (tty) is not implemented yet",
-            ));
-        }
         let spec: oci_spec::runtime::Process =
             serde_json::from_slice(&req.spec.value).map_err(|e| {
                 err(
@@ -624,8 +643,12 @@ impl Task for Service {
         Err(unimplemented("Checkpoint"))
     }
 
-    async fn resize_pty(&self, _ctx: &TtrpcContext, _req: ResizePtyRequest) -> Res<Empty> {
-        Err(unimplemented("ResizePty"))
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> Res<Empty> {
+        let (_c, p) = self.process(&req.id, &req.exec_id)?;
+        if let Some(io) = p.io.lock().unwrap().as_ref() {
+            io.resize(req.width, req.height).map_err(core_err)?;
+        }
+        Ok(Empty::new())
     }
 
     async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> Res<Empty> {

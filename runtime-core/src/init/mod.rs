@@ -15,12 +15,15 @@
 //! 5. In the init: rootfs ([`rootfs`]), devices ([`devices`]), hostname,
 //!    process attributes and identity ([`process`]), then wait for `Start`.
 
+mod console;
 pub mod devices;
 mod fsutil;
 mod namespaces;
 mod process;
 mod rootfs;
 pub mod user;
+
+pub use console::set_size as set_terminal_size;
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -120,7 +123,7 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
             chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))
         }
         Ok(Forked::Child) => {
-            let err = match process::setup(&cfg.process).and_then(|exec| {
+            let err = match exec_prepare(chan, &cfg.process).and_then(|exec| {
                 sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
                 chan.send(&FromInit::Ready, None)?;
                 Ok(exec)
@@ -136,6 +139,17 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
             unsafe { libc::_exit(127) }
         }
     }
+}
+
+fn exec_prepare(chan: &Channel, p: &oci_spec::runtime::Process) -> Result<process::Exec> {
+    if p.terminal() == Some(true) {
+        // A terminal needs its own session to become the controlling one.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(crate::error::last("setsid", "exec process"));
+        }
+        console::setup(chan, p, false)?;
+    }
+    process::setup(p)
 }
 
 /// Step 5; returns only on failure.
@@ -196,6 +210,9 @@ fn prepare(
         .process()
         .as_ref()
         .expect("checked by spec::check_supported");
+    if process.terminal() == Some(true) {
+        console::setup(chan, process, true)?;
+    }
     let exec = process::setup(process)?;
     // Nothing of the shim may leak: every fd but stdio closes on exec (incl. the channel).
     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
