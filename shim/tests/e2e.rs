@@ -202,7 +202,7 @@ fn ten_megabytes_arrive_intact() {
         "head -c 10000000 /dev/urandom > /tmp/blob; sha256sum /tmp/blob >&2; cat /tmp/blob";
     let o = run_rm(RUNTIME, "bigout", &["sh", "-c", script]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert_eq!(o.stdout.len(), 10_000_000);
+    assert_eq!(o.stdout.len(), 10_000_000, "stderr: {}", text(&o.stderr));
     let mut sha = std::process::Command::new("sha256sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
