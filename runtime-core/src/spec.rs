@@ -70,11 +70,16 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     };
     for ns in linux.namespaces().iter().flatten() {
         match ns.typ() {
-            LinuxNamespaceType::User => {
-                return Err(Error::unsupported(
-                    "linux.namespaces[user]",
-                    "user namespaces are not supported yet",
-                ))
+            LinuxNamespaceType::User if ns.path().is_none() => {
+                let maps = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+                    m.as_ref().is_some_and(|m| !m.is_empty())
+                };
+                if !maps(linux.uid_mappings()) || !maps(linux.gid_mappings()) {
+                    return Err(Error::unsupported(
+                        "linux.uidMappings/gidMappings",
+                        "a new user namespace needs both: map container ID 0 to a host range",
+                    ));
+                }
             }
             LinuxNamespaceType::Time => {
                 return Err(Error::unsupported(
@@ -94,14 +99,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         ("linux.personality", linux.personality().is_some()),
         ("linux.mountLabel", linux.mount_label().is_some()),
-        (
-            "linux.uidMappings",
-            linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
-        ),
-        (
-            "linux.gidMappings",
-            linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
-        ),
     ] {
         if set {
             return Err(Error::unsupported(field, "not supported yet"));

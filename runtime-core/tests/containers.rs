@@ -369,6 +369,58 @@ fn exec_joins_the_container() {
     assert!(e.contains("/bin/nope"), "{e}");
 }
 
+fn user_namespace_maps_root() {
+    let name = "userns";
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; ls -l /dev/null; hostname; echo $$";
+    let b = bundle(name, &["sh", "-c", script], |v| {
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    });
+    let o = run(&b, name).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&b);
+    let lines: Vec<Vec<&str>> = o
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["0", "200000", "65536"],
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+    assert_eq!(lines[1], ["0", "200000", "65536"]);
+    assert_eq!(
+        (lines[2][0], lines[3][0]),
+        ("0", "0"),
+        "not root in its namespace"
+    );
+    assert!(
+        lines[4][0].starts_with('c') && lines[4].contains(&"3"),
+        "/dev/null: {:?}",
+        lines[4]
+    );
+    assert_eq!(lines[5][0], "rshim");
+    assert_eq!(lines[6][0], "1");
+}
+
+fn user_namespace_without_maps_is_refused() {
+    let b = bundle("usernomap", &["true"], |v| {
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+    });
+    let err = run(&b, "usernomap").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(err.contains("uidMappings"), "{err}");
+}
+
 fn concurrent_creates_from_threads() {
     // 20 containers created from 20 threads of this (multi-threaded) process at once.
     let handles: Vec<_> = (0..20)
@@ -420,6 +472,11 @@ fn main() {
         ),
         ("joins_namespaces_by_path", joins_namespaces_by_path),
         ("exec_joins_the_container", exec_joins_the_container),
+        ("user_namespace_maps_root", user_namespace_maps_root),
+        (
+            "user_namespace_without_maps_is_refused",
+            user_namespace_without_maps_is_refused,
+        ),
         (
             "concurrent_creates_from_threads",
             concurrent_creates_from_threads,

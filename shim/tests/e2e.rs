@@ -784,3 +784,69 @@ fn exec_with_a_terminal_and_its_size() {
     );
     kill_and_remove(id);
 }
+
+#[test]
+fn user_namespace_container() {
+    use std::os::unix::fs::MetadataExt;
+    let id = "userns";
+    let o = run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--uidmap",
+        "0:200000:65536",
+        "--gidmap",
+        "0:200000:65536",
+        IMAGE,
+        id,
+        "sleep",
+        "1000",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("task running", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("RUNNING")
+    });
+    let pid = text(&run(&["task", "ls"]).stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(1).map(String::from))
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid.split_whitespace().skip(1).all(|u| u == "200000"),
+        "init runs as {uid} on the host"
+    );
+    let o = run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "whoami",
+        id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let out = text(&o.stdout);
+    assert!(
+        out.starts_with("0\n") && out.contains("200000"),
+        "{out}{}",
+        text(&o.stderr)
+    );
+    // The shim's work dir lets the remapped root group in, and no one else.
+    let wd = env()
+        .state
+        .join("io.containerd.runtime.v2.task")
+        .join(ns())
+        .join(id)
+        .join("rshim");
+    let m = std::fs::metadata(&wd).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.gid()),
+        (0o710, 200000),
+        "{}",
+        wd.display()
+    );
+    kill_and_remove(id);
+}

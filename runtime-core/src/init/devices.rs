@@ -107,7 +107,41 @@ fn mknod(root: RawFd, path: &Path, n: &Node) -> Result<()> {
     Ok(())
 }
 
-pub fn populate(root: RawFd, spec: &Spec) -> Result<()> {
+/// In a user namespace `mknod` is not allowed: bind the host's node instead
+/// (as runc does), onto an empty file created inside the rootfs.
+fn bind_host_node(root: RawFd, path: &Path) -> Result<()> {
+    let what = format!(
+        "device {} (bind from the host, user namespace)",
+        path.display()
+    );
+    let target = fsutil::ensure(root, path, false)?;
+    let src = fsutil::cstr(path);
+    fsutil::mount(
+        Some(&src),
+        &fsutil::fd_path(&target),
+        None,
+        libc::MS_BIND,
+        None,
+        &what,
+    )
+}
+
+pub fn populate(root: RawFd, spec: &Spec, userns: bool) -> Result<()> {
+    if userns {
+        for (name, _, _) in DEFAULT {
+            bind_host_node(root, &Path::new("/dev").join(name))?;
+        }
+        for d in spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            bind_host_node(root, d.path())?;
+        }
+        return symlinks(root);
+    }
     for (name, major, minor) in DEFAULT {
         let node = Node {
             kind: libc::S_IFCHR,
@@ -147,6 +181,10 @@ pub fn populate(root: RawFd, spec: &Spec) -> Result<()> {
         };
         mknod(root, d.path(), &node)?;
     }
+    symlinks(root)
+}
+
+fn symlinks(root: RawFd) -> Result<()> {
     let dev = fsutil::mkdir_all(root, Path::new("/dev"), 0o755)?;
     let mut links: Vec<(&str, &str)> = SYMLINKS.to_vec();
     // /dev/ptmx must lead to the container's own devpts instance.

@@ -22,6 +22,7 @@ mod namespaces;
 mod process;
 mod rootfs;
 pub mod user;
+mod userns;
 
 pub use console::set_size as set_terminal_size;
 
@@ -76,14 +77,28 @@ fn helper(chan: &Channel) -> Result<()> {
     let plan = namespaces::Plan::from_spec(&spec)?;
     plan.join()?;
 
+    // With a new user namespace the init waits until we wrote its ID maps.
+    let (sync_r, sync_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::nix("pipe2", "user namespace sync", e))?;
+
     // Step 4. Safe to run Rust in the child: this process has a single thread.
     match unsafe { sys::clone3_fork(plan.clone_flags | libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "container init", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
+            drop(sync_r);
+            if plan.new_user() {
+                userns::write_maps(pid, &spec)?;
+            }
+            nix::unistd::write(&sync_w, b"m")
+                .map_err(|e| Error::nix("write", "user namespace sync", e))?;
             chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))
         }
         Ok(Forked::Child) => {
-            let err = container_init(chan, &cfg, &spec, &rootfs, &plan);
+            drop(sync_w);
+            let err = match userns::wait_for_maps(&sync_r, plan.new_user()) {
+                Ok(()) => container_init(chan, &cfg, &spec, &rootfs, &plan),
+                Err(e) => e,
+            };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
             unsafe { libc::_exit(127) }
         }
@@ -110,7 +125,12 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
-    if unsafe { libc::setns(init.as_raw_fd(), all) } < 0 {
+    // The container's user namespace too, when it has its own: setns refuses
+    // (EINVAL) to "join" the user namespace we are already in.
+    let with_user = all | libc::CLONE_NEWUSER;
+    if unsafe { libc::setns(init.as_raw_fd(), with_user) } < 0
+        && unsafe { libc::setns(init.as_raw_fd(), all) } < 0
+    {
         return Err(crate::error::last(
             "setns",
             "container init's namespaces (pidfd)",

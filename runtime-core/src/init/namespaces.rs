@@ -15,6 +15,7 @@ fn clone_flag(t: LinuxNamespaceType) -> Result<u64> {
         LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
         LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
         LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
         other => {
             return Err(Error::unsupported(
                 format!("linux.namespaces[{other}]"),
@@ -72,10 +73,20 @@ impl Plan {
         self.types.contains(&t)
     }
 
-    /// `setns` into every namespace given by path; the mount namespace last.
+    /// True when the init gets a user namespace of its own (ID maps to write).
+    pub fn new_user(&self) -> bool {
+        self.clone_flags & libc::CLONE_NEWUSER as u64 != 0
+    }
+
+    /// `setns` into every namespace given by path: the user namespace first (it
+    /// owns the others and grants the rights to join them), the mount one last.
     pub fn join(&self) -> Result<()> {
         let mut joins: Vec<_> = self.joins.iter().collect();
-        joins.sort_by_key(|(t, _, _)| *t == LinuxNamespaceType::Mount);
+        joins.sort_by_key(|(t, _, _)| match *t {
+            LinuxNamespaceType::User => 0,
+            LinuxNamespaceType::Mount => 2,
+            _ => 1,
+        });
         for (t, path, f) in joins {
             let flag = clone_flag(*t)? as i32;
             if unsafe { libc::setns(f.as_raw_fd(), flag) } < 0 {

@@ -49,7 +49,11 @@ pub fn prepare(
     for m in spec.mounts().iter().flatten() {
         mount_one(rootfd, bundle, m, cgroups, plan)?;
     }
-    super::devices::populate(rootfd, spec)?;
+    super::devices::populate(
+        rootfd,
+        spec,
+        plan.has(oci_spec::runtime::LinuxNamespaceType::User),
+    )?;
     pivot(rootfd)?;
     drop(root);
 
