@@ -92,10 +92,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     }
     for (field, set) in [
         ("linux.seccomp", linux.seccomp().is_some()),
-        (
-            "linux.sysctl",
-            linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
-        ),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         ("linux.personality", linux.personality().is_some()),
         ("linux.mountLabel", linux.mount_label().is_some()),

@@ -421,6 +421,39 @@ fn user_namespace_without_maps_is_refused() {
     assert!(err.contains("uidMappings"), "{err}");
 }
 
+fn namespaced_sysctls_applied_others_refused() {
+    let host_fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let want = if host_fwd.trim() == "1" { "0" } else { "1" };
+    let b = bundle(
+        "sysctl",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni",
+        ],
+        |v| {
+            v["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": want, "kernel.shmmni": "1234"});
+        },
+    );
+    let o = run(&b, "sysctl").unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&b);
+    assert_eq!(o.stdout, format!("{want}\n1234\n"), "{}", o.stderr);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_fwd,
+        "host changed"
+    );
+    let b = bundle("sysctlbad", &["true"], |v| {
+        v["linux"]["sysctl"] = json!({"vm.swappiness": "10"})
+    });
+    let err = run(&b, "sysctlbad").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(
+        err.contains("vm.swappiness") && err.contains("host"),
+        "{err}"
+    );
+}
+
 fn concurrent_creates_from_threads() {
     // 20 containers created from 20 threads of this (multi-threaded) process at once.
     let handles: Vec<_> = (0..20)
@@ -473,6 +506,10 @@ fn main() {
         ("joins_namespaces_by_path", joins_namespaces_by_path),
         ("exec_joins_the_container", exec_joins_the_container),
         ("user_namespace_maps_root", user_namespace_maps_root),
+        (
+            "namespaced_sysctls_applied_others_refused",
+            namespaced_sysctls_applied_others_refused,
+        ),
         (
             "user_namespace_without_maps_is_refused",
             user_namespace_without_maps_is_refused,

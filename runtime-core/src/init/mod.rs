@@ -21,6 +21,7 @@ mod fsutil;
 mod namespaces;
 mod process;
 mod rootfs;
+mod sysctl;
 pub mod user;
 mod userns;
 
@@ -75,6 +76,9 @@ fn helper(chan: &Channel) -> Result<()> {
 
     // Step 3.
     let plan = namespaces::Plan::from_spec(&spec)?;
+    if let Some(s) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        sysctl::check(s, &plan)?;
+    }
     plan.join()?;
 
     // With a new user namespace the init waits until we wrote its ID maps.

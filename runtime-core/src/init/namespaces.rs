@@ -69,6 +69,11 @@ impl Plan {
         Ok(plan)
     }
 
+    /// True when the container gets a new namespace of this type (not joined).
+    pub fn is_new(&self, t: LinuxNamespaceType) -> bool {
+        self.types.contains(&t) && !self.joins.iter().any(|(j, _, _)| *j == t)
+    }
+
     pub fn has(&self, t: LinuxNamespaceType) -> bool {
         self.types.contains(&t)
     }

@@ -58,6 +58,18 @@ pub fn prepare(
     drop(root);
 
     let proc_ok = is_procfs(Path::new("/proc"));
+    if let Some(s) = linux
+        .and_then(|l| l.sysctl().as_ref())
+        .filter(|s| !s.is_empty())
+    {
+        if !proc_ok {
+            return Err(Error::unsupported(
+                "linux.sysctl",
+                "needs a proc mount at /proc",
+            ));
+        }
+        super::sysctl::apply(s)?;
+    }
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
