@@ -41,6 +41,10 @@ pub struct Container {
     chan: Option<Channel>,
     /// The init's terminal master until the caller takes it.
     console: Option<OwnedFd>,
+    /// What poststart/poststop hooks need after create.
+    hooks: Option<oci_spec::runtime::Hooks>,
+    annotations: Option<std::collections::HashMap<String, String>>,
+    oci_version: String,
     cgroup: Cgroup,
 }
 
@@ -71,6 +75,9 @@ impl Container {
                 init: l.pidfd,
                 chan: Some(l.chan),
                 console: l.console,
+                hooks: spec.hooks().clone(),
+                annotations: spec.annotations().clone(),
+                oci_version: spec.version().clone(),
                 cgroup,
             }),
             Err(e) => {
@@ -108,7 +115,28 @@ impl Container {
             .chan
             .take()
             .ok_or_else(|| Error::Protocol(format!("container {} was already started", self.id)))?;
-        release(chan)
+        release(chan)?;
+        // A failing poststart hook is logged; the container runs on (runtime-spec).
+        if let Err(e) = self.run_hooks("poststart", "running") {
+            log::warn!("container {}: {e}", self.id);
+        }
+        Ok(())
+    }
+
+    fn run_hooks(&self, kind: &str, status: &str) -> Result<()> {
+        let hooks = self.hooks.as_ref().and_then(|h| match kind {
+            "poststart" => h.poststart().as_ref(),
+            _ => h.poststop().as_ref(),
+        });
+        let state = crate::hooks::State {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            status,
+            pid: self.init.pid(),
+            bundle: &self.bundle,
+            annotations: self.annotations.as_ref(),
+        };
+        crate::hooks::run(kind, hooks, &state)
     }
 
     /// Runs an extra process in the container (`exec`): it joins every
@@ -184,10 +212,15 @@ impl Container {
 
     /// Removes what `create` made. The init must have exited (and been reaped);
     /// processes left in the cgroup are killed.
-    pub fn delete(self) -> Result<()> {
+    pub fn delete(mut self) -> Result<()> {
         // Dropping the channel releases an init still waiting for start: it exits.
-        drop(self.chan);
-        self.cgroup.destroy()
+        drop(self.chan.take());
+        let res = self.cgroup.destroy();
+        // A failing poststop hook is logged; the delete goes on (runtime-spec).
+        if let Err(e) = self.run_hooks("poststop", "stopped") {
+            log::warn!("container {}: {e}", self.id);
+        }
+        res
     }
 }
 

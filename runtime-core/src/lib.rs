@@ -49,6 +49,7 @@ pub mod cgroups;
 pub mod channel;
 pub mod container;
 pub mod error;
+pub mod hooks;
 pub mod init;
 mod mountopts;
 pub mod pidfd;

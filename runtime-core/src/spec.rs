@@ -56,12 +56,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         )
     })?;
     check_process(process, "process")?;
-    if spec.hooks().is_some() {
-        return Err(Error::unsupported(
-            "hooks",
-            "OCI hooks are not supported yet",
-        ));
-    }
     let Some(linux) = spec.linux() else {
         return Err(Error::unsupported(
             "linux",

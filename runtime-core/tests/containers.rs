@@ -454,6 +454,97 @@ fn namespaced_sysctls_applied_others_refused() {
     );
 }
 
+fn hooks_run_in_order_with_state() {
+    let dir = std::env::temp_dir().join(format!("rshim-hooks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("order");
+    // Host-side hooks append their kind and the state's status and pid to `log`.
+    let host = |kind: &str| {
+        let script = format!("read -r s; echo \"{kind} $s\" >> {}", log.display());
+        json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["HOOKENV=1"]})
+    };
+    // startContainer runs inside the container's root: it leaves a file in the rootfs /tmp.
+    let marker = format!("/tmp/started-{}", std::process::id());
+    let inside = json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {marker}")]});
+    let b = bundle("hooks", &["true"], |v| {
+        v["hooks"] = json!({
+            "prestart": [host("prestart")],
+            "createRuntime": [host("createRuntime")],
+            "createContainer": [host("createContainer")],
+            "startContainer": [inside],
+            "poststart": [host("poststart")],
+            "poststop": [host("poststop")],
+        });
+    });
+    let o = run(&b, "hooks").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    let order = std::fs::read_to_string(&log).unwrap();
+    let kinds: Vec<&str> = order
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "poststart",
+            "poststop"
+        ],
+        "{order}"
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(order.lines().next().unwrap().split_once(' ').unwrap().1).unwrap();
+    assert_eq!(
+        (first["id"].as_str(), first["status"].as_str()),
+        (Some("hooks"), Some("creating"))
+    );
+    assert!(
+        first["pid"].as_i64().unwrap() > 1,
+        "state pid must be the host pid: {first}"
+    );
+    assert_eq!(first["bundle"].as_str(), Some(b.to_str().unwrap()));
+    let rootfs = b.join("config.json");
+    let cfg: Value = serde_json::from_slice(&std::fs::read(rootfs).unwrap()).unwrap();
+    let started =
+        Path::new(cfg["root"]["path"].as_str().unwrap()).join(marker.trim_start_matches('/'));
+    let st: Value = serde_json::from_slice(
+        &std::fs::read(&started).expect("startContainer hook ran in the container"),
+    )
+    .unwrap();
+    assert_eq!(st["status"].as_str(), Some("created"));
+    let _ = std::fs::remove_file(&started);
+    let _ = std::fs::remove_dir_all(&b);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn failing_or_slow_hook_fails_create() {
+    let b = bundle("hookfail", &["true"], |v| {
+        v["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]});
+    });
+    let err = run(&b, "hookfail").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(
+        err.contains("hooks.createRuntime[0]") && err.contains("nope"),
+        "{err}"
+    );
+    let b = bundle("hookslow", &["true"], |v| {
+        v["hooks"] = json!({"createContainer": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    });
+    let t = std::time::Instant::now();
+    let err = run(&b, "hookslow").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(err.contains("timed out"), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    let cg = format!(
+        "/sys/fs/cgroup/memory/rshim-test-core/hookslow-{}",
+        std::process::id()
+    );
+    assert!(!Path::new(&cg).exists(), "cgroup left behind");
+}
+
 fn concurrent_creates_from_threads() {
     // 20 containers created from 20 threads of this (multi-threaded) process at once.
     let handles: Vec<_> = (0..20)
@@ -506,6 +597,14 @@ fn main() {
         ("joins_namespaces_by_path", joins_namespaces_by_path),
         ("exec_joins_the_container", exec_joins_the_container),
         ("user_namespace_maps_root", user_namespace_maps_root),
+        (
+            "hooks_run_in_order_with_state",
+            hooks_run_in_order_with_state,
+        ),
+        (
+            "failing_or_slow_hook_fails_create",
+            failing_or_slow_hook_fails_create,
+        ),
         (
             "namespaced_sysctls_applied_others_refused",
             namespaced_sysctls_applied_others_refused,

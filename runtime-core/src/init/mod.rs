@@ -90,17 +90,32 @@ fn helper(chan: &Channel) -> Result<()> {
         Err(e) => Err(Error::sys("clone3", "container init", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
             drop(sync_r);
+            // Report the init first: if anything below fails, the shim still
+            // holds its pidfd to kill and reap it.
+            chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))?;
             if plan.new_user() {
                 userns::write_maps(pid, &spec)?;
             }
-            nix::unistd::write(&sync_w, b"m")
-                .map_err(|e| Error::nix("write", "user namespace sync", e))?;
-            chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))
+            let state = hook_state(&spec, &cfg, "creating", pid);
+            let hooks = spec.hooks().as_ref();
+            crate::hooks::run(
+                "prestart",
+                hooks.and_then(|h| h.prestart().as_ref()),
+                &state,
+            )?;
+            crate::hooks::run(
+                "createRuntime",
+                hooks.and_then(|h| h.create_runtime().as_ref()),
+                &state,
+            )?;
+            nix::unistd::write(&sync_w, &pid.to_ne_bytes())
+                .map_err(|e| Error::nix("write", "init sync", e))?;
+            Ok(())
         }
         Ok(Forked::Child) => {
             drop(sync_w);
             let err = match userns::wait_for_maps(&sync_r, plan.new_user()) {
-                Ok(()) => container_init(chan, &cfg, &spec, &rootfs, &plan),
+                Ok(host_pid) => container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid),
                 Err(e) => e,
             };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
@@ -177,18 +192,54 @@ fn exec_prepare(chan: &Channel, p: &oci_spec::runtime::Process) -> Result<proces
 }
 
 /// Step 5; returns only on failure.
+fn hook_state<'a>(
+    spec: &'a Spec,
+    cfg: &'a InitConfig,
+    status: &'a str,
+    pid: i32,
+) -> crate::hooks::State<'a> {
+    crate::hooks::State {
+        oci_version: spec.version(),
+        id: &cfg.id,
+        status,
+        pid,
+        bundle: &cfg.bundle,
+        annotations: spec.annotations().as_ref(),
+    }
+}
+
 fn container_init(
     chan: &Channel,
     cfg: &InitConfig,
     spec: &Spec,
     rootfs: &Path,
     plan: &namespaces::Plan,
+    host_pid: i32,
 ) -> Error {
-    match prepare(chan, cfg, spec, rootfs, plan) {
+    let hooks = spec.hooks().as_ref();
+    let create_hooks = || {
+        let state = hook_state(spec, cfg, "creating", host_pid);
+        crate::hooks::run(
+            "createContainer",
+            hooks.and_then(|h| h.create_container().as_ref()),
+            &state,
+        )
+    };
+    match prepare(chan, cfg, spec, rootfs, plan, &create_hooks) {
         Ok(exec) => {
             // Wait for Start; EOF means the shim gave up on us (delete before start).
             match chan.recv::<ToInit>() {
-                Ok(Some((ToInit::Start, _))) => exec.exec(),
+                Ok(Some((ToInit::Start, _))) => {
+                    let state = hook_state(spec, cfg, "created", host_pid);
+                    match crate::hooks::run(
+                        "startContainer",
+                        hooks.and_then(|h| h.start_container().as_ref()),
+                        &state,
+                    ) {
+                        Ok(()) => exec.exec(),
+                        Err(e) => e,
+                    }
+                }
                 Ok(_) => unsafe { libc::_exit(1) },
                 Err(e) => e,
             }
@@ -203,6 +254,7 @@ fn prepare(
     spec: &Spec,
     rootfs: &Path,
     plan: &namespaces::Plan,
+    create_hooks: &dyn Fn() -> Result<()>,
 ) -> Result<process::Exec> {
     // A new session: the container's processes must not share the shim's.
     if unsafe { libc::setsid() } < 0 {
@@ -214,7 +266,7 @@ fn prepare(
             "a mount namespace is required: add {\"type\": \"mount\"}",
         ));
     }
-    rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan)?;
+    rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan, create_hooks)?;
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !plan.has(LinuxNamespaceType::Uts) {
             return Err(Error::unsupported(

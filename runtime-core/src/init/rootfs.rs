@@ -19,6 +19,7 @@ pub fn prepare(
     rootfs: &Path,
     cgroups: &[CgroupDir],
     plan: &Plan,
+    before_pivot: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     let linux = spec.linux().as_ref();
     // Stop our mounts from propagating back to the host (rslave by default, as runc).
@@ -54,6 +55,8 @@ pub fn prepare(
         spec,
         plan.has(oci_spec::runtime::LinuxNamespaceType::User),
     )?;
+    // createContainer hooks: the container's namespaces and mounts, the host's paths.
+    before_pivot()?;
     pivot(rootfd)?;
     drop(root);
 

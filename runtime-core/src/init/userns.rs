@@ -30,19 +30,20 @@ pub fn write_maps(pid: i32, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Blocks until the helper is done with the maps; then, in a new user
-/// namespace, takes uid/gid 0 of it (files we create must have mapped owners).
-pub fn wait_for_maps(sync: &OwnedFd, new_user: bool) -> Result<()> {
-    let mut b = [0u8; 1];
-    match nix::unistd::read(sync, &mut b) {
-        Ok(1) => {}
+/// Blocks until the helper is done (ID maps, createRuntime hooks) and returns
+/// our pid as the host sees it (hooks need it); then, in a new user namespace,
+/// takes uid/gid 0 of it (files we create must have mapped owners).
+pub fn wait_for_maps(sync: &OwnedFd, new_user: bool) -> Result<i32> {
+    let mut b = [0u8; 4];
+    let host_pid = match nix::unistd::read(sync, &mut b) {
+        Ok(4) => i32::from_ne_bytes(b),
         Ok(_) => {
             return Err(Error::Protocol(
-                "helper exited before writing the ID maps".into(),
+                "helper ended before releasing the init".into(),
             ))
         }
-        Err(e) => return Err(Error::nix("read", "user namespace sync", e)),
-    }
+        Err(e) => return Err(Error::nix("read", "init sync", e)),
+    };
     if new_user {
         sys::setresgid(0).map_err(|e| {
             Error::sys(
@@ -59,5 +60,5 @@ pub fn wait_for_maps(sync: &OwnedFd, new_user: bool) -> Result<()> {
             )
         })?;
     }
-    Ok(())
+    Ok(host_pid)
 }
