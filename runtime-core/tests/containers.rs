@@ -545,6 +545,118 @@ fn failing_or_slow_hook_fails_create() {
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
 }
 
+/// A private copy of the generated rootfs that a test may make hostile.
+fn private_rootfs(b: &Path) -> PathBuf {
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    let src = cfg["root"]["path"].as_str().unwrap().to_string();
+    let dst = b.join("rootfs");
+    let st = Command::new("cp")
+        .args(["-a", &src])
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dst
+}
+
+fn mount_target_symlink_cannot_escape() {
+    let name = "escape";
+    let host_target =
+        std::env::temp_dir().join(format!("rshim-escape-target-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host_target);
+    std::fs::create_dir_all(&host_target).unwrap();
+    let b = bundle(
+        name,
+        &[
+            "sh",
+            "-c",
+            "ls /evil/x >/dev/null && grep -c ' /evil' /proc/self/mountinfo",
+        ],
+        |_| {},
+    );
+    let rootfs = private_rootfs(&b);
+    // A symlink in the image pointing at a host path, used as a mount target.
+    std::os::unix::fs::symlink(&host_target, rootfs.join("evil")).unwrap();
+    let cfg = b.join("config.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["root"]["path"] = json!(rootfs);
+    v["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs"}));
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = run(&b, name);
+    // Whatever happened inside, the host path got neither a mount nor a new directory.
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !host_mounts.contains(host_target.to_str().unwrap()),
+        "mount escaped to the host"
+    );
+    assert_eq!(
+        std::fs::read_dir(&host_target).unwrap().count(),
+        0,
+        "created x on the host"
+    );
+    // The symlink resolves inside the rootfs, where its target does not exist:
+    // the mount is refused with an error naming the path.
+    let err = out
+        .expect_err("mount through a dangling in-rootfs symlink succeeded")
+        .to_string();
+    assert!(err.contains("evil"), "{err}");
+    let _ = std::fs::remove_dir_all(&b);
+    let _ = std::fs::remove_dir_all(&host_target);
+}
+
+fn cwd_cannot_leave_the_rootfs() {
+    let b = bundle(
+        "cwd",
+        &[
+            "sh",
+            "-c",
+            "pwd; ls / | grep -c busybox-not-here; ls /bin/busybox",
+        ],
+        |v| {
+            v["process"]["cwd"] = json!("/../../../..");
+        },
+    );
+    let o = run(&b, "cwd").unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&b);
+    assert_eq!(
+        o.stdout.lines().next(),
+        Some("/"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+}
+
+fn init_binary_is_sealed_before_start() {
+    // While created, the init still runs our (helper) image: its /proc/PID/exe
+    // is the sealed memfd, which nobody can open for writing.
+    let name = "sealed";
+    let b = bundle(name, &["true"], |_| {});
+    let c = Container::create(CreateOpts {
+        id: name,
+        bundle: &b,
+        stdio: Stdio::default(),
+    })
+    .unwrap();
+    let exe = format!("/proc/{}/exe", c.pid());
+    let target = std::fs::read_link(&exe).unwrap();
+    let w = std::fs::OpenOptions::new().write(true).open(&exe);
+    c.kill(libc::SIGKILL, false).unwrap();
+    c.init().reap_blocking().unwrap();
+    c.delete().unwrap();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(
+        target.to_string_lossy().starts_with("/memfd:"),
+        "init runs {}",
+        target.display()
+    );
+    assert!(w.is_err(), "opened the init's binary for writing");
+}
+
 fn concurrent_creates_from_threads() {
     // 20 containers created from 20 threads of this (multi-threaded) process at once.
     let handles: Vec<_> = (0..20)
@@ -597,6 +709,15 @@ fn main() {
         ("joins_namespaces_by_path", joins_namespaces_by_path),
         ("exec_joins_the_container", exec_joins_the_container),
         ("user_namespace_maps_root", user_namespace_maps_root),
+        (
+            "mount_target_symlink_cannot_escape",
+            mount_target_symlink_cannot_escape,
+        ),
+        ("cwd_cannot_leave_the_rootfs", cwd_cannot_leave_the_rootfs),
+        (
+            "init_binary_is_sealed_before_start",
+            init_binary_is_sealed_before_start,
+        ),
         (
             "hooks_run_in_order_with_state",
             hooks_run_in_order_with_state,
