@@ -87,7 +87,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     for (field, set) in [
         ("linux.seccomp", linux.seccomp().is_some()),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
-        ("linux.personality", linux.personality().is_some()),
         ("linux.mountLabel", linux.mount_label().is_some()),
     ] {
         if set {
@@ -119,7 +118,6 @@ pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Resu
     for (field, set) in [
         ("apparmorProfile", process.apparmor_profile().is_some()),
         ("selinuxLabel", process.selinux_label().is_some()),
-        ("ioPriority", process.io_priority().is_some()),
         ("scheduler", process.scheduler().is_some()),
     ] {
         if set {

@@ -657,6 +657,30 @@ fn init_binary_is_sealed_before_start() {
     assert!(w.is_err(), "opened the init's binary for writing");
 }
 
+fn personality_and_io_priority() {
+    let b = bundle("persona", &["sh", "-c", "uname -m; ionice -p $$"], |v| {
+        v["linux"]["personality"] = json!({"domain": "LINUX32"});
+        v["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    });
+    let o = run(&b, "persona").unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&b);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("i686"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+    assert_eq!(
+        lines.get(1).copied(),
+        Some("idle"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+}
+
 fn concurrent_creates_from_threads() {
     // 20 containers created from 20 threads of this (multi-threaded) process at once.
     let handles: Vec<_> = (0..20)
@@ -709,6 +733,7 @@ fn main() {
         ("joins_namespaces_by_path", joins_namespaces_by_path),
         ("exec_joins_the_container", exec_joins_the_container),
         ("user_namespace_maps_root", user_namespace_maps_root),
+        ("personality_and_io_priority", personality_and_io_priority),
         (
             "mount_target_symlink_cannot_escape",
             mount_target_symlink_cannot_escape,

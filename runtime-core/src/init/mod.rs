@@ -289,6 +289,9 @@ fn prepare(
     if process.terminal() == Some(true) {
         console::setup(chan, process, true)?;
     }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        process::personality(p)?;
+    }
     let exec = process::setup(process)?;
     // Nothing of the shim may leak: every fd but stdio closes on exec (incl. the channel).
     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;

@@ -196,7 +196,52 @@ fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
         })
 }
 
+/// `process.ioPriority`: `ioprio_set` for this process (inherited by execve).
+fn io_priority(p: &Process) -> Result<()> {
+    use oci_spec::runtime::IOPriorityClass::*;
+    let Some(io) = p.io_priority() else {
+        return Ok(());
+    };
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    let class: libc::c_long = match io.class() {
+        IoprioClassRt => 1,
+        IoprioClassBe => 2,
+        IoprioClassIdle => 3,
+    };
+    let value = (class << 13) | (io.priority() as libc::c_long & 0x1fff);
+    if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) } < 0 {
+        return Err(last(
+            "ioprio_set",
+            format!("process.ioPriority {:?}/{}", io.class(), io.priority()),
+        ));
+    }
+    Ok(())
+}
+
+/// `linux.personality`: the execution domain (LINUX or LINUX32).
+pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain::*;
+    if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(Error::unsupported(
+            "linux.personality.flags",
+            "no personality flags are supported",
+        ));
+    }
+    let persona: libc::c_ulong = match p.domain() {
+        PerLinux => 0x0000,
+        PerLinux32 => 0x0008,
+    };
+    if unsafe { libc::personality(persona) } < 0 {
+        return Err(last(
+            "personality",
+            format!("linux.personality {:?}", p.domain()),
+        ));
+    }
+    Ok(())
+}
+
 pub fn setup(p: &Process) -> Result<Exec> {
+    io_priority(p)?;
     rlimits(p)?;
     oom_score_adj(p)?;
     unsafe { libc::umask(p.user().umask().unwrap_or(0o022)) };
