@@ -41,6 +41,8 @@ pub struct InitConfig {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ExecConfig {
     pub process: oci_spec::runtime::Process,
+    /// The container's seccomp profile applies to execs too.
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     pub cgroups: Vec<CgroupDir>,
 }
 

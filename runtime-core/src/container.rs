@@ -45,6 +45,7 @@ pub struct Container {
     hooks: Option<oci_spec::runtime::Hooks>,
     annotations: Option<std::collections::HashMap<String, String>>,
     oci_version: String,
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     cgroup: Cgroup,
 }
 
@@ -78,6 +79,7 @@ impl Container {
                 hooks: spec.hooks().clone(),
                 annotations: spec.annotations().clone(),
                 oci_version: spec.version().clone(),
+                seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
                 cgroup,
             }),
             Err(e) => {
@@ -151,6 +153,7 @@ impl Container {
         spec::check_process(process, "exec process")?;
         let cfg = ExecConfig {
             process: process.clone(),
+            seccomp: self.seccomp.clone(),
             cgroups: self.cgroup.dirs(),
         };
         let l = launch(

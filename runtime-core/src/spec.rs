@@ -85,7 +85,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         }
     }
     for (field, set) in [
-        ("linux.seccomp", linux.seccomp().is_some()),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         ("linux.mountLabel", linux.mount_label().is_some()),
     ] {

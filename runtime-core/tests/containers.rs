@@ -681,6 +681,55 @@ fn personality_and_io_priority() {
     );
 }
 
+fn seccomp_filter_applies() {
+    for nnp in [true, false] {
+        let script = "grep Seccomp: /proc/self/status; mkdir /tmp/seccomp-$$ 2>&1; echo mkdir=$?; \
+                      kill -0 $$ 2>/dev/null; echo kill0=$?; kill -CONT $$; echo cont=$?";
+        let b = bundle("seccomp", &["sh", "-c", script], |v| {
+            v["process"]["noNewPrivileges"] = json!(nnp);
+            v["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+                "syscalls": [
+                    {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 95},
+                    // Conditional: kill(pid, 0) is refused, any real signal allowed.
+                    {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                     "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]}
+                ]
+            });
+        });
+        let o = run(&b, "seccomp").unwrap_or_else(|e| panic!("nnp={nnp}: {e}"));
+        let _ = std::fs::remove_dir_all(&b);
+        assert!(
+            o.stdout.contains("Seccomp:\t2"),
+            "nnp={nnp}: {}{}",
+            o.stdout,
+            o.stderr
+        );
+        // 95 = EOPNOTSUPP: the errno comes from our rule, not from a permission check.
+        assert!(
+            o.stdout.contains("not supported") && o.stdout.contains("mkdir=1"),
+            "nnp={nnp}: {}",
+            o.stdout
+        );
+        assert!(
+            o.stdout.contains("kill0=1") && o.stdout.contains("cont=0"),
+            "arg filter, nnp={nnp}: {}",
+            o.stdout
+        );
+    }
+}
+
+fn seccomp_notify_is_refused() {
+    let b = bundle("seccompnotify", &["true"], |v| {
+        v["linux"]["seccomp"] =
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"});
+    });
+    let err = run(&b, "seccompnotify").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(err.contains("listenerPath"), "{err}");
+}
+
 fn concurrent_creates_from_threads() {
     // 20 containers created from 20 threads of this (multi-threaded) process at once.
     let handles: Vec<_> = (0..20)
@@ -733,6 +782,8 @@ fn main() {
         ("joins_namespaces_by_path", joins_namespaces_by_path),
         ("exec_joins_the_container", exec_joins_the_container),
         ("user_namespace_maps_root", user_namespace_maps_root),
+        ("seccomp_filter_applies", seccomp_filter_applies),
+        ("seccomp_notify_is_refused", seccomp_notify_is_refused),
         ("personality_and_io_priority", personality_and_io_priority),
         (
             "mount_target_symlink_cannot_escape",

@@ -850,3 +850,27 @@ fn user_namespace_container() {
     );
     kill_and_remove(id);
 }
+
+#[test]
+fn containerd_default_seccomp_profile() {
+    // ctr --seccomp: containerd's default profile (Docker's), applied by runtime-core.
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--seccomp",
+        IMAGE,
+        "seccomp",
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; echo ok",
+    ]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(
+        out.contains("Seccomp:\t2") && out.ends_with("ok\n"),
+        "{out}"
+    );
+    assert_no_leftovers("seccomp");
+}

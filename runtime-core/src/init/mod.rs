@@ -21,6 +21,7 @@ mod fsutil;
 mod namespaces;
 mod process;
 mod rootfs;
+mod seccomp;
 mod sysctl;
 pub mod user;
 mod userns;
@@ -162,25 +163,30 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
             chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))
         }
         Ok(Forked::Child) => {
-            let err = match exec_prepare(chan, &cfg.process).and_then(|exec| {
-                sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
-                chan.send(&FromInit::Ready, None)?;
-                Ok(exec)
-            }) {
-                Ok(exec) => match chan.recv::<ToInit>() {
-                    Ok(Some((ToInit::Start, _))) => exec.exec(),
-                    Ok(_) => unsafe { libc::_exit(1) },
+            let err =
+                match exec_prepare(chan, &cfg.process, cfg.seccomp.as_ref()).and_then(|exec| {
+                    sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
+                    chan.send(&FromInit::Ready, None)?;
+                    Ok(exec)
+                }) {
+                    Ok(exec) => match chan.recv::<ToInit>() {
+                        Ok(Some((ToInit::Start, _))) => exec.exec(),
+                        Ok(_) => unsafe { libc::_exit(1) },
+                        Err(e) => e,
+                    },
                     Err(e) => e,
-                },
-                Err(e) => e,
-            };
+                };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
             unsafe { libc::_exit(127) }
         }
     }
 }
 
-fn exec_prepare(chan: &Channel, p: &oci_spec::runtime::Process) -> Result<process::Exec> {
+fn exec_prepare(
+    chan: &Channel,
+    p: &oci_spec::runtime::Process,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+) -> Result<process::Exec> {
     if p.terminal() == Some(true) {
         // A terminal needs its own session to become the controlling one.
         if unsafe { libc::setsid() } < 0 {
@@ -188,7 +194,7 @@ fn exec_prepare(chan: &Channel, p: &oci_spec::runtime::Process) -> Result<proces
         }
         console::setup(chan, p, false)?;
     }
-    process::setup(p)
+    process::setup(p, seccomp)
 }
 
 /// Step 5; returns only on failure.
@@ -292,7 +298,10 @@ fn prepare(
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         process::personality(p)?;
     }
-    let exec = process::setup(process)?;
+    let exec = process::setup(
+        process,
+        spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
+    )?;
     // Nothing of the shim may leak: every fd but stdio closes on exec (incl. the channel).
     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
     chan.send(&FromInit::Ready, None)?;

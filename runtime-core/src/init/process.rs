@@ -16,11 +16,18 @@ pub struct Exec {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// Loaded right before execve (with noNewPrivileges).
+    seccomp: Option<libseccomp::ScmpFilterContext>,
 }
 
 impl Exec {
     /// Replaces the init with the user process; returns only on failure.
     pub fn exec(self) -> Error {
+        if let Some(f) = &self.seccomp {
+            if let Err(e) = super::seccomp::load(f) {
+                return e;
+            }
+        }
         let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = self.envp.iter().map(|a| a.as_ptr()).collect();
@@ -240,7 +247,15 @@ pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
     Ok(())
 }
 
-pub fn setup(p: &Process) -> Result<Exec> {
+pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<Exec> {
+    let mut filter = seccomp.map(super::seccomp::build).transpose()?;
+    if p.no_new_privileges() != Some(true) {
+        // Without NNP the kernel wants CAP_SYS_ADMIN to load a filter: do it
+        // now, before capabilities are dropped.
+        if let Some(f) = filter.take() {
+            super::seccomp::load(&f)?;
+        }
+    }
     io_priority(p)?;
     rlimits(p)?;
     oom_score_adj(p)?;
@@ -278,5 +293,6 @@ pub fn setup(p: &Process) -> Result<Exec> {
         path: CString::new(path.as_os_str().as_bytes()).unwrap(),
         argv: args.iter().map(|a| cs(a)).collect::<Result<_>>()?,
         envp: env.iter().map(|a| cs(a)).collect::<Result<_>>()?,
+        seccomp: filter,
     })
 }
