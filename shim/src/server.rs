@@ -41,7 +41,11 @@ async fn serve(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", flags.address));
     let publisher = Publisher::spawn(ttrpc_address, flags.namespace.clone());
     let shutdown = Arc::new(Notify::new());
-    let service = Arc::new(Service::new(publisher, shutdown.clone()));
+    let service = Arc::new(Service::new(
+        publisher,
+        shutdown.clone(),
+        flags.namespace.clone(),
+    ));
     // The same handlers under both names: containerd 1.x calls v2, 2.x calls v3.
     let v3 = create_task(service.clone());
     let mut v2 = create_task(service);
@@ -56,5 +60,6 @@ async fn serve(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     // Let the Shutdown reply go out before the process ends.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let _ = server.shutdown().await;
+    crate::io::finish_loggers().await;
     Ok(())
 }

@@ -59,14 +59,26 @@ pub struct Service {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     publisher: Publisher,
     shutdown: Arc<Notify>,
+    /// The containerd namespace this shim serves (for logging binaries).
+    namespace: String,
 }
 
 impl Service {
-    pub fn new(publisher: Publisher, shutdown: Arc<Notify>) -> Self {
+    pub fn new(publisher: Publisher, shutdown: Arc<Notify>, namespace: String) -> Self {
         Service {
             containers: Mutex::new(HashMap::new()),
             publisher,
             shutdown,
+            namespace,
+        }
+    }
+
+    /// A process's identity for its logging binary: the container id for the
+    /// init, the exec id for an exec (as the runc shim passes them).
+    fn owner<'a>(&'a self, id: &'a str) -> io::Owner<'a> {
+        io::Owner {
+            id,
+            namespace: &self.namespace,
         }
     }
 
@@ -205,8 +217,9 @@ impl Service {
         let (stdio, io) = if terminal {
             (runtime_core::Stdio::default(), None)
         } else {
-            let (stdio, io) = io::open(&p.stdin, &p.stdout, &p.stderr)
-                .map_err(|e| err(Code::INTERNAL, format!("open exec stdio FIFOs: {e}")))?;
+            let (stdio, io) = io::open(self.owner(&p.exec_id), &p.stdin, &p.stdout, &p.stderr)
+                .await
+                .map_err(|e| err(Code::INTERNAL, format!("open exec stdio: {e}")))?;
             (stdio, Some(io))
         };
         *p.io.lock().unwrap() = io;
@@ -236,7 +249,8 @@ impl Service {
             }
         };
         if let Some(master) = console {
-            let io = io::terminal(master, &p.stdin, &p.stdout)
+            let io = io::terminal(master, self.owner(&p.exec_id), &p.stdin, &p.stdout)
+                .await
                 .map_err(|e| err(Code::INTERNAL, format!("exec terminal IO: {e}")))?;
             *p.io.lock().unwrap() = Some(io);
         }
@@ -372,8 +386,9 @@ impl Task for Service {
         let (stdio, io) = if req.terminal {
             (runtime_core::Stdio::default(), None)
         } else {
-            let (stdio, io) = io::open(&req.stdin, &req.stdout, &req.stderr)
-                .map_err(|e| err(Code::INTERNAL, format!("open container stdio FIFOs: {e}")))?;
+            let (stdio, io) = io::open(self.owner(&req.id), &req.stdin, &req.stdout, &req.stderr)
+                .await
+                .map_err(|e| err(Code::INTERNAL, format!("open container stdio: {e}")))?;
             (stdio, Some(io))
         };
         let req = Arc::new(req);
@@ -383,16 +398,18 @@ impl Task for Service {
             .map_err(join_err)?
             .map_err(core_err)?;
         let io = match core.take_console() {
-            Some(master) => match io::terminal(master, &req.stdin, &req.stdout) {
-                Ok(io) => Some(io),
-                Err(e) => {
-                    let _ = core.kill(libc::SIGKILL, false);
-                    let _ = core.init().reap_blocking();
-                    let _ = core.delete();
-                    undo_create(Path::new(&req.bundle), mounted);
-                    return Err(err(Code::INTERNAL, format!("terminal IO: {e}")));
+            Some(master) => {
+                match io::terminal(master, self.owner(&req.id), &req.stdin, &req.stdout).await {
+                    Ok(io) => Some(io),
+                    Err(e) => {
+                        let _ = core.kill(libc::SIGKILL, false);
+                        let _ = core.init().reap_blocking();
+                        let _ = core.delete();
+                        undo_create(Path::new(&req.bundle), mounted);
+                        return Err(err(Code::INTERNAL, format!("terminal IO: {e}")));
+                    }
                 }
-            },
+            }
             None => io,
         };
         let pid = core.pid() as u32;
