@@ -34,6 +34,9 @@ pub struct InitConfig {
     pub id: String,
     pub bundle: PathBuf,
     pub cgroups: Vec<CgroupDir>,
+    /// Wait for start on this FIFO (opened by a later `start` command)
+    /// instead of on the channel: for a CLI whose `create` process exits.
+    pub exec_fifo: Option<PathBuf>,
 }
 
 /// What the parent tells the helper to run an extra process in a container;

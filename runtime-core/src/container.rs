@@ -28,6 +28,8 @@ pub struct CreateOpts<'a> {
     pub id: &'a str,
     pub bundle: &'a Path,
     pub stdio: Stdio,
+    /// See [`crate::channel::InitConfig::exec_fifo`]; `None` for a long-lived caller.
+    pub exec_fifo: Option<&'a Path>,
 }
 
 /// A created (and maybe started) container. The init is our child: its
@@ -89,6 +91,26 @@ impl Container {
         }
     }
 
+    /// Handle on a container created earlier by another process (a CLI's
+    /// `create`): signals, pids, pause, update, stats and delete work; waiting
+    /// for the init does not (it is not our child).
+    pub fn attach(id: &str, bundle: &Path, pid: i32) -> Result<Container> {
+        let spec = spec::load(bundle)?;
+        let cgroup = Cgroup::open(&spec::cgroup_path(&spec, id))?;
+        Ok(Container {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            init: Pidfd::open(pid)?,
+            chan: None,
+            console: None,
+            hooks: spec.hooks().clone(),
+            annotations: spec.annotations().clone(),
+            oci_version: spec.version().clone(),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            cgroup,
+        })
+    }
+
     /// The init's terminal master (once), when its process has `terminal`.
     pub fn take_console(&mut self) -> Option<OwnedFd> {
         self.console.take()
@@ -125,7 +147,8 @@ impl Container {
         Ok(())
     }
 
-    fn run_hooks(&self, kind: &str, status: &str) -> Result<()> {
+    /// Runs the spec's `poststart` or `poststop` hooks with the given state status.
+    pub fn run_hooks(&self, kind: &str, status: &str) -> Result<()> {
         let hooks = self.hooks.as_ref().and_then(|h| match kind {
             "poststart" => h.poststart().as_ref(),
             _ => h.poststop().as_ref(),
@@ -234,6 +257,7 @@ fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<Launched> {
         id: opts.id.to_string(),
         bundle: opts.bundle.to_path_buf(),
         cgroups: cgroup.dirs(),
+        exec_fifo: opts.exec_fifo.map(Path::to_path_buf),
     };
     launch(ToInit::Config(cfg), None, opts.stdio)
 }

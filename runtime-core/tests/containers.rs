@@ -65,6 +65,7 @@ fn run(bundle: &Path, id: &str) -> Result<Out, runtime_core::Error> {
     let (out_r, out_w) = pipe();
     let (err_r, err_w) = pipe();
     let mut c = Container::create(CreateOpts {
+        exec_fifo: None,
         id,
         bundle,
         stdio: Stdio {
@@ -316,6 +317,7 @@ fn exec_joins_the_container() {
     let name = "exec";
     let b = bundle(name, &["sleep", "1000"], |_| {});
     let mut c = Container::create(CreateOpts {
+        exec_fifo: None,
         id: name,
         bundle: &b,
         stdio: Stdio::default(),
@@ -637,6 +639,7 @@ fn init_binary_is_sealed_before_start() {
     let name = "sealed";
     let b = bundle(name, &["true"], |_| {});
     let c = Container::create(CreateOpts {
+        exec_fifo: None,
         id: name,
         bundle: &b,
         stdio: Stdio::default(),

@@ -138,6 +138,7 @@ fn create_blocking(
     let result =
         runtime_core::rootfs_mount::mount_all(&mounts, &bundle.join("rootfs")).and_then(|_| {
             runtime_core::Container::create(runtime_core::CreateOpts {
+                exec_fifo: None,
                 id: &req.id,
                 bundle: &bundle,
                 stdio,

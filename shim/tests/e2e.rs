@@ -874,3 +874,87 @@ fn containerd_default_seccomp_profile() {
     );
     assert_no_leftovers("seccomp");
 }
+
+/// containerd's own Go runc shim, with our runc-compatible CLI as its runc.
+fn runc_binary() -> String {
+    repo()
+        .join("target/release/rshim-runc")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn go_runc_shim_drives_our_cli() {
+    let cli = runc_binary();
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNC,
+        "--runc-binary",
+        &cli,
+        IMAGE,
+        "cli-run",
+        "sh",
+        "-c",
+        "echo hi from $$; exit 3",
+    ]);
+    assert_eq!(
+        (text(&o.stdout).as_str(), o.status.code()),
+        ("hi from 1\n", Some(3)),
+        "{}",
+        text(&o.stderr)
+    );
+    // The detached lifecycle: create/start, exec, ps, pause/resume, kill, delete.
+    let id = "cli-life";
+    let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+    let o = run(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNC,
+        "--runc-binary",
+        &cli,
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("task running", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("RUNNING")
+    });
+    let o = run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        id,
+        "sh",
+        "-c",
+        "echo exec-ok; exit 5",
+    ]);
+    assert_eq!(
+        (text(&o.stdout).as_str(), o.status.code()),
+        ("exec-ok\n", Some(5)),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(text(&run(&["task", "ps", id]).stdout).lines().count() >= 2);
+    assert!(run(&["task", "pause", id]).status.success());
+    assert_eq!(task_status(id).as_deref(), Some("PAUSED"));
+    assert!(run(&["task", "resume", id]).status.success());
+    assert!(run(&["task", "kill", id]).status.success());
+    wait_for("task stopped", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("STOPPED")
+    });
+    assert!(run(&["task", "rm", id]).status.success());
+    assert!(run(&["c", "rm", id]).status.success());
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(
+            !h.path().join(ns()).join(id).exists(),
+            "cgroup of {id} left behind"
+        );
+    }
+}

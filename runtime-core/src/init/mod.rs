@@ -29,6 +29,7 @@ mod userns;
 pub use console::set_size as set_terminal_size;
 
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -198,6 +199,18 @@ fn exec_prepare(
 }
 
 /// Step 5; returns only on failure.
+/// Blocks until a `start` opens the FIFO for reading, then tells it we go.
+fn wait_fifo(f: &std::fs::File) -> Result<Option<(ToInit, Option<std::os::fd::OwnedFd>)>> {
+    let path = format!("/proc/self/fd/{}", f.as_raw_fd());
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::sys("open", "exec fifo", e))?;
+    std::io::Write::write_all(&mut w, b"0").map_err(|e| Error::sys("write", "exec fifo", e))?;
+    Ok(Some((ToInit::Start, None)))
+}
+
 fn hook_state<'a>(
     spec: &'a Spec,
     cfg: &'a InitConfig,
@@ -231,10 +244,27 @@ fn container_init(
             &state,
         )
     };
+    // Opened now, while the host's paths are visible; reopened for writing
+    // through /proc/self/fd after pivot_root (as runc does with exec.fifo).
+    let fifo = match cfg.exec_fifo.as_ref().map(|p| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(p)
+            .map_err(|e| Error::sys("open", p.display(), e))
+    }) {
+        Some(Err(e)) => return e,
+        Some(Ok(f)) => Some(f),
+        None => None,
+    };
     match prepare(chan, cfg, spec, rootfs, plan, &create_hooks) {
         Ok(exec) => {
             // Wait for Start; EOF means the shim gave up on us (delete before start).
-            match chan.recv::<ToInit>() {
+            let started = match &fifo {
+                Some(f) => wait_fifo(f),
+                None => chan.recv::<ToInit>(),
+            };
+            match started {
                 Ok(Some((ToInit::Start, _))) => {
                     let state = hook_state(spec, cfg, "created", host_pid);
                     match crate::hooks::run(

@@ -1,0 +1,143 @@
+//! The runc-compatible lifecycle, driven as OCI tooling does: one process per
+//! command. Needs root (CI is root).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Cli {
+    root: PathBuf,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rshim-runc"))
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `create` hands its own stdio to the container, which outlives it: give
+    /// it files, not the pipes `output()` would wait on forever.
+    fn create(&self, args: &[&str], log: &Path) -> std::process::ExitStatus {
+        let f = || std::fs::File::create(log).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_rshim-runc"))
+            .arg("--root")
+            .arg(&self.root)
+            .arg("create")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f())
+            .stderr(f())
+            .status()
+            .unwrap()
+    }
+
+    fn status(&self, id: &str) -> String {
+        let o = self.run(&["state", id]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["status"].as_str().unwrap().to_string()
+    }
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    let tmp = std::env::temp_dir().join(format!("rshim-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let bundle = tmp.join("bundle");
+    let st = Command::new(repo().join("test-bundles/gen"))
+        .arg("bundle")
+        .arg(&bundle)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cli = Cli {
+        root: tmp.join("root"),
+    };
+    let id = format!("cli-{}", std::process::id());
+    let pidfile = tmp.join("pid");
+    let log = tmp.join("create.log");
+    let st = cli.create(
+        &[
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+        ],
+        &log,
+    );
+    assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    assert_eq!(cli.status(&id), "created");
+    // The init waits before exec: it still runs our helper image, not sh.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:"),
+        "{}",
+        exe.display()
+    );
+    let o = cli.run(&["start", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(cli.status(&id), "running");
+    let o = cli.run(&["ps", "--format", "json", &id]);
+    let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(pids.contains(&pid), "{pids:?}");
+    let o = cli.run(&["delete", &id]);
+    assert!(!o.status.success(), "deleted a running container");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not stopped"));
+    assert!(cli.run(&["kill", &id, "TERM"]).status.success());
+    // The init is not our child here: wait until it is gone (its parent reaps).
+    for _ in 0..400 {
+        if cli.status(&id) == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(cli.status(&id), "stopped");
+    let o = cli.run(&["delete", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !cli.run(&["state", &id]).status.success(),
+        "state after delete"
+    );
+    let cg = format!(
+        "/sys/fs/cgroup/memory/rshim-test/{}",
+        bundle.file_name().unwrap().to_string_lossy()
+    );
+    assert!(!Path::new(&cg).exists(), "cgroup {cg} left behind");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn unknown_command_and_features() {
+    let cli = Cli {
+        root: std::env::temp_dir().join("rshim-cli-none"),
+    };
+    let o = cli.run(&["checkpoint", "x"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("checkpoint"));
+    let o = cli.run(&["features"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "user"));
+}
