@@ -772,7 +772,10 @@ fn exec_with_a_terminal_and_its_size() {
             id,
             "sh",
             "-c",
-            "tty; stty size; exit 3",
+            // ctr sends the size (ResizePty) only after the exec started, as it
+            // does with the runc shim: wait up to 5 s for it to arrive.
+            "tty; i=0; while [ \"$(stty size 2>/dev/null)\" != '30 90' ] && [ $i -lt 50 ]; \
+             do sleep 0.1; i=$((i+1)); done; stty size; exit 3",
         ],
     );
     let out = text(&o.stdout);
