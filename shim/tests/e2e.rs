@@ -743,7 +743,10 @@ fn run_with_a_terminal_and_its_size() {
             "tty",
             "sh",
             "-c",
-            "tty; stty size; readlink /proc/self/fd/2; exit 4",
+            // The size comes in the spec (consoleSize) or, racing the start,
+            // through ResizePty: wait up to 5 s for it.
+            "tty; i=0; while [ \"$(stty size 2>/dev/null)\" != '40 100' ] && [ $i -lt 50 ]; \
+             do sleep 0.1; i=$((i+1)); done; stty size; readlink /proc/self/fd/2; exit 4",
         ],
     );
     let out = text(&o.stdout);

@@ -37,11 +37,10 @@ pub fn wait_for_maps(sync: &OwnedFd, new_user: bool) -> Result<i32> {
     let mut b = [0u8; 4];
     let host_pid = match nix::unistd::read(sync, &mut b) {
         Ok(4) => i32::from_ne_bytes(b),
-        Ok(_) => {
-            return Err(Error::Protocol(
-                "helper ended before releasing the init".into(),
-            ))
-        }
+        // The helper failed (ID maps, a createRuntime hook) and reports why
+        // itself: a report of ours would race with its own and could hide it.
+        // The shim sees our exit through the pidfd it holds.
+        Ok(_) => unsafe { libc::_exit(1) },
         Err(e) => return Err(Error::nix("read", "init sync", e)),
     };
     if new_user {
