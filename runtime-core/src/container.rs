@@ -274,10 +274,12 @@ struct Launched {
 /// process it clones to be set up and waiting for Start.
 fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<Launched> {
     let (ours, theirs) = Channel::pair()?;
-    let exe = sealed::exe_path()?;
-    let mut child = helper_command(&exe, &theirs, stdio)
+    let exe = sealed::copy()?;
+    let mut child = helper_command(&sealed::path(&exe), &theirs, stdio)
         .spawn()
         .map_err(|e| Error::sys("spawn", "container init helper", e))?;
+    // spawn() returned: the helper's execve is done and holds its own reference.
+    drop(exe);
     // Only the helper may hold its end, or we would never see EOF from it.
     drop(theirs);
     let sent = ours.send(&msg, fd);
