@@ -88,7 +88,8 @@ fn helper(chan: &Channel) -> Result<()> {
         .map_err(|e| Error::nix("pipe2", "user namespace sync", e))?;
 
     // Step 4. Safe to run Rust in the child: this process has a single thread.
-    match unsafe { sys::clone3_fork(plan.clone_flags | libc::CLONE_PARENT as u64) } {
+    let (at_clone, later) = plan.clone_and_unshare();
+    match unsafe { sys::clone3_fork(at_clone | libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "container init", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
             drop(sync_r);
@@ -116,7 +117,9 @@ fn helper(chan: &Channel) -> Result<()> {
         }
         Ok(Forked::Child) => {
             drop(sync_w);
-            let err = match userns::wait_for_maps(&sync_r, plan.new_user()) {
+            let err = match userns::wait_for_maps(&sync_r, plan.new_user())
+                .and_then(|pid| unshare(later).map(|()| pid))
+            {
                 Ok(host_pid) => container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid),
                 Err(e) => e,
             };
@@ -124,6 +127,17 @@ fn helper(chan: &Channel) -> Result<()> {
             unsafe { libc::_exit(127) }
         }
     }
+}
+
+/// The namespaces [`namespaces::Plan::clone_and_unshare`] left for after the clone.
+fn unshare(flags: u64) -> Result<()> {
+    if flags != 0 && unsafe { libc::unshare(flags as i32) } < 0 {
+        return Err(crate::error::last(
+            "unshare",
+            "the container's namespaces (as mapped root)",
+        ));
+    }
+    Ok(())
 }
 
 fn join_cgroups(cgroups: &[crate::channel::CgroupDir]) -> Result<()> {

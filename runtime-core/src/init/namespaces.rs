@@ -78,6 +78,19 @@ impl Plan {
         self.types.contains(&t)
     }
 
+    /// The namespaces made by the init's `clone3`, and those it `unshare`s
+    /// later. With a new user namespace only it (and pid, which must exist
+    /// before the init is its pid 1) come with the clone: the rest is made
+    /// once the init is mapped root, so that they and the objects the kernel
+    /// creates with them (the ipc namespace's mqueue root) belong to mapped IDs.
+    pub fn clone_and_unshare(&self) -> (u64, u64) {
+        if !self.new_user() {
+            return (self.clone_flags, 0);
+        }
+        let at_clone = self.clone_flags & (libc::CLONE_NEWUSER | libc::CLONE_NEWPID) as u64;
+        (at_clone, self.clone_flags & !at_clone)
+    }
+
     /// True when the init gets a user namespace of its own (ID maps to write).
     pub fn new_user(&self) -> bool {
         self.clone_flags & libc::CLONE_NEWUSER as u64 != 0

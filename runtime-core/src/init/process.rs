@@ -247,7 +247,26 @@ pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
     Ok(())
 }
 
+/// `HOME` of `uid` in the container's `/etc/passwd`, `/` when it has none:
+/// a process without `HOME` in its env gets it, as runc does (shells, `~`).
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map(|f| f[5])
+        .filter(|h| !h.is_empty())
+        .unwrap_or("/")
+        .to_string()
+}
+
 pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<Exec> {
+    // Read while we still see the image's files as root (before the identity switch).
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(p.user().uid())));
+    }
     let mut filter = seccomp.map(super::seccomp::build).transpose()?;
     if p.no_new_privileges() != Some(true) {
         // Without NNP the kernel wants CAP_SYS_ADMIN to load a filter: do it
@@ -285,7 +304,6 @@ pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> 
             )))
         }
     }
-    let env: Vec<String> = p.env().clone().unwrap_or_default();
     let args = p.args().as_ref().expect("checked");
     let path = find_executable(&args[0], &env, cwd)?;
     let cs = |s: &str| CString::new(s).map_err(|_| Error::Init(format!("NUL byte in {s:?}")));
