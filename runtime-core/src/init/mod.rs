@@ -23,6 +23,7 @@ mod process;
 mod rootfs;
 mod seccomp;
 mod sysctl;
+mod timens;
 pub mod user;
 mod userns;
 
@@ -119,6 +120,7 @@ fn helper(chan: &Channel) -> Result<()> {
             drop(sync_w);
             let err = match userns::wait_for_maps(&sync_r, plan.new_user())
                 .and_then(|pid| unshare(later).map(|()| pid))
+                .and_then(|pid| timens::write_offsets(&spec).map(|()| pid))
             {
                 Ok(host_pid) => container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid),
                 Err(e) => e,
@@ -159,7 +161,8 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP;
+        | libc::CLONE_NEWCGROUP
+        | timens::flag_if_supported();
     // The container's user namespace too, when it has its own: setns refuses
     // (EINVAL) to "join" the user namespace we are already in.
     let with_user = all | libc::CLONE_NEWUSER;

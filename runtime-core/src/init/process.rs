@@ -225,6 +225,79 @@ fn io_priority(p: &Process) -> Result<()> {
     Ok(())
 }
 
+/// `process.scheduler`: `sched_setattr(2)` for this process (kept across execve).
+fn scheduler(p: &Process) -> Result<()> {
+    use oci_spec::runtime::LinuxSchedulerFlag as F;
+    use oci_spec::runtime::LinuxSchedulerPolicy as P;
+    let Some(s) = p.scheduler() else {
+        return Ok(());
+    };
+    // The kernel's struct sched_attr (SCHED_ATTR_SIZE_VER1, 56 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+        util_min: u32,
+        util_max: u32,
+    }
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => {
+            return Err(Error::unsupported(
+                "process.scheduler.policy",
+                "SCHED_ISO is not implemented by Linux",
+            ))
+        }
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+        ..Default::default()
+    };
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
+        return Err(last(
+            "sched_setattr",
+            format!(
+                "process.scheduler (policy {:?}, nice {}, priority {})",
+                s.policy(),
+                attr.nice,
+                attr.priority
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `linux.personality`: the execution domain (LINUX or LINUX32).
 pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
     use oci_spec::runtime::LinuxPersonalityDomain::*;
@@ -276,6 +349,8 @@ pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> 
         }
     }
     io_priority(p)?;
+    // Before the capability drop: real-time policies and negative nice need CAP_SYS_NICE.
+    scheduler(p)?;
     rlimits(p)?;
     oom_score_adj(p)?;
     unsafe { libc::umask(p.user().umask().unwrap_or(0o022)) };

@@ -32,7 +32,14 @@ pub fn prepare(
             )
         })?,
     };
-    fsutil::mount(None, c"/", None, prop, None, &"/ (propagation)")?;
+    // Shared only once `/` is the new root: a shared parent makes pivot_root
+    // fail (EINVAL), and mounts made during set-up must not reach the host.
+    let during_setup = if prop & libc::MS_SHARED != 0 {
+        libc::MS_SLAVE | libc::MS_REC
+    } else {
+        prop
+    };
+    fsutil::mount(None, c"/", None, during_setup, None, &"/ (propagation)")?;
     // pivot_root needs the new root to be a mount point.
     let root_c = cstr(rootfs);
     fsutil::mount(
