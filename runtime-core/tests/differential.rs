@@ -562,10 +562,18 @@ fn mounts(v: &mut Value, dir: &Path) {
 }
 
 fn resources(v: &mut Value, _: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").unwrap().dev();
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
     v["linux"]["resources"] = json!({
-        "memory": {"limit": 64 << 20},
-        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 96 << 20, "swappiness": 20,
+                   "kernelTCP": 8 << 20, "disableOOMKiller": true},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0",
+                "burst": 2000, "realtimePeriod": 400000, "realtimeRuntime": 0},
         "pids": {"limit": 64},
+        "blockIO": {"weight": 300,
+                    "throttleReadBpsDevice": [{"major": maj, "minor": min, "rate": 1048576}],
+                    "throttleWriteIOPSDevice": [{"major": maj, "minor": min, "rate": 77}]},
         "devices": [
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"},

@@ -29,7 +29,8 @@ ls /sys/fs/cgroup 2>&1
 for f in memory/memory.limit_in_bytes memory/memory.soft_limit_in_bytes memory/memory.memsw.limit_in_bytes \
   memory/memory.swappiness memory/memory.kmem.limit_in_bytes memory/memory.kmem.tcp.limit_in_bytes \
   memory/memory.oom_control cpu/cpu.shares cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us cpu/cpu.rt_runtime_us \
-  cpu/cpu.rt_period_us cpuset/cpuset.cpus cpuset/cpuset.mems pids/pids.max blkio/blkio.weight \
+  cpu/cpu.rt_period_us cpu/cpu.cfs_burst_us cpuset/cpuset.cpus cpuset/cpuset.mems pids/pids.max \
+  blkio/blkio.bfq.weight blkio/blkio.throttle.read_bps_device blkio/blkio.throttle.write_iops_device \
   devices/devices.list; do
   # devices.list keeps the order rules were written in, which means nothing for an allow list.
   echo "$f: $(cat /sys/fs/cgroup/$f 2>&1 | sort | tr '\n' ' ')"
