@@ -115,6 +115,19 @@ fn bind_host_node(root: RawFd, path: &Path) -> Result<()> {
         "device {} (bind from the host, user namespace)",
         path.display()
     );
+    // Whatever the image has there that is not a plain file (a symlink, maybe
+    // to a procfs file) is removed, so the bind lands on our own empty file.
+    if let Ok(fd) = fsutil::open(root, path, libc::O_PATH | libc::O_NOFOLLOW) {
+        let st = fsutil::fstat(fd.as_raw_fd()).map_err(|e| Error::sys("fstat", &what, e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            let parent = fsutil::mkdir_all(root, path.parent().unwrap_or(Path::new("/")), 0o755)?;
+            let name =
+                CString::new(path.file_name().unwrap_or_default().as_encoded_bytes()).unwrap();
+            if unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), 0) } < 0 {
+                return Err(crate::error::last("unlinkat", &what));
+            }
+        }
+    }
     let target = fsutil::ensure(root, path, false)?;
     let src = fsutil::cstr(path);
     fsutil::mount(

@@ -355,6 +355,10 @@ pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> 
     oom_score_adj(p)?;
     unsafe { libc::umask(p.user().umask().unwrap_or(0o022)) };
     capabilities_and_user(p)?;
+    // Still our image until execve, now with the container's identity: make
+    // sure a process of the container cannot read or ptrace it (the kernel
+    // resets dumpability on an identity change, to fs.suid_dumpable).
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if p.no_new_privileges() == Some(true)
         && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0
     {

@@ -355,6 +355,12 @@ fn pivot(root: RawFd) -> Result<()> {
     Ok(())
 }
 
+pub(super) fn is_procfs_fd(fd: RawFd) -> bool {
+    const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::fstatfs(fd, &mut st) == 0 && st.f_type as libc::c_long == PROC_SUPER_MAGIC }
+}
+
 fn is_procfs(p: &Path) -> bool {
     const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
     let c = cstr(p);
