@@ -425,8 +425,36 @@ fn created_init_is_not_dumpable() {
     );
 }
 
+fn container_has_its_own_session_keyring() {
+    // The createContainer hook is a child of the init, before execve: it shows
+    // the init's session keyring, which must not be ours (the shim's).
+    let dir = tmp("keyring");
+    let out = dir.join("keyring");
+    let exe = std::env::current_exe().unwrap();
+    let b = bundle(PARENT, "keyring", &["true"], |v| {
+        v["hooks"] =
+            json!({"createContainer": [{"path": exe, "args": ["probe", "__keyring__", out]}]});
+    });
+    let o = run(&b, "keyring");
+    let theirs = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&b);
+    let _ = std::fs::remove_dir_all(&dir);
+    o.unwrap_or_else(|e| panic!("{e}"));
+    let ours = runtime_core::init::keyring::describe_session().unwrap_or_default();
+    assert_ne!(theirs, ours, "the container shares our session keyring");
+    assert!(
+        theirs.starts_with("keyring;0;0;3f0b0000;_ses.keyring"),
+        "{theirs:?}"
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__keyring__") {
+        let d = runtime_core::init::keyring::describe_session().unwrap_or_default();
+        std::fs::write(&args[2], d).unwrap();
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("__probe_ptrace__") {
         probe_ptrace(&args[2..]);
         return;
@@ -469,6 +497,10 @@ fn main() {
                 exec_processes_see_no_host_fds,
             ),
             ("created_init_is_not_dumpable", created_init_is_not_dumpable),
+            (
+                "container_has_its_own_session_keyring",
+                container_has_its_own_session_keyring,
+            ),
         ],
     )
 }

@@ -18,6 +18,7 @@
 mod console;
 pub mod devices;
 mod fsutil;
+pub mod keyring;
 mod namespaces;
 mod process;
 mod rootfs;
@@ -181,19 +182,20 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
             chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))
         }
         Ok(Forked::Child) => {
-            let err =
-                match exec_prepare(chan, &cfg.process, cfg.seccomp.as_ref()).and_then(|exec| {
+            let err = match keyring::join_new(&cfg.id)
+                .and_then(|()| exec_prepare(chan, &cfg.process, cfg.seccomp.as_ref()))
+                .and_then(|exec| {
                     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
                     chan.send(&FromInit::Ready, None)?;
                     Ok(exec)
                 }) {
-                    Ok(exec) => match chan.recv::<ToInit>() {
-                        Ok(Some((ToInit::Start, _))) => exec.exec(),
-                        Ok(_) => unsafe { libc::_exit(1) },
-                        Err(e) => e,
-                    },
+                Ok(exec) => match chan.recv::<ToInit>() {
+                    Ok(Some((ToInit::Start, _))) => exec.exec(),
+                    Ok(_) => unsafe { libc::_exit(1) },
                     Err(e) => e,
-                };
+                },
+                Err(e) => e,
+            };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
             unsafe { libc::_exit(127) }
         }
@@ -319,6 +321,9 @@ fn prepare(
             "a mount namespace is required: add {\"type\": \"mount\"}",
         ));
     }
+    // Before createContainer hooks: they (and everything after) already run
+    // with the container's keyring.
+    keyring::join_new(&cfg.id)?;
     rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan, create_hooks)?;
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !plan.has(LinuxNamespaceType::Uts) {
