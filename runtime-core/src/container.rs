@@ -175,6 +175,7 @@ impl Container {
     ) -> Result<(Pidfd, Option<OwnedFd>)> {
         spec::check_process(process, "exec process")?;
         let cfg = ExecConfig {
+            id: self.id.clone(),
             process: process.clone(),
             seccomp: self.seccomp.clone(),
             cgroups: self.cgroup.dirs(),

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 
+mod resources;
+
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
 
@@ -83,6 +85,22 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     fs::write(&p, value).map_err(|e| Error::sys("write", format!("{} ({value})", p.display()), e))
 }
 
+/// On v2, a cgroup gets only the controllers its parent enables in
+/// `cgroup.subtree_control`: enable, in every intermediate directory we made
+/// (never in one we did not), all the controllers it has itself.
+fn delegate(made: &[PathBuf], leaf: &Path) -> Result<()> {
+    for d in made
+        .iter()
+        .filter(|d| leaf.starts_with(d) && d.as_path() != leaf)
+    {
+        let have = fs::read_to_string(d.join("cgroup.controllers")).unwrap_or_default();
+        for c in have.split_whitespace() {
+            write(d, "cgroup.subtree_control", &format!("+{c}"))?;
+        }
+    }
+    Ok(())
+}
+
 impl Cgroup {
     /// Paths of this container's cgroup in every hierarchy (nothing is created).
     pub fn open(rel: &Path) -> Result<Cgroup> {
@@ -135,6 +153,9 @@ impl Cgroup {
                 }
             }
             debug_assert_eq!(&cur, dir);
+            if h.v2 {
+                delegate(made, dir)?;
+            }
         }
         Ok(())
     }
@@ -156,136 +177,6 @@ impl Cgroup {
     /// True on a host whose cgroup tree is v2 only.
     fn v2_only(&self) -> bool {
         self.dirs.iter().all(|(h, _)| h.v2)
-    }
-
-    /// Applies the resource limits of the spec.
-    pub fn apply(&self, res: Option<&LinuxResources>) -> Result<()> {
-        let Some(res) = res else { return Ok(()) };
-        let v2 = self.v2_only();
-        let unsupported = [
-            ("linux.resources.blockIO", res.block_io().is_some()),
-            (
-                "linux.resources.hugepageLimits",
-                res.hugepage_limits()
-                    .as_ref()
-                    .is_some_and(|h| !h.is_empty()),
-            ),
-            ("linux.resources.network", res.network().is_some()),
-            (
-                "linux.resources.rdma",
-                res.rdma().as_ref().is_some_and(|r| !r.is_empty()),
-            ),
-            (
-                "linux.resources.unified",
-                res.unified().as_ref().is_some_and(|u| !u.is_empty()),
-            ),
-        ];
-        if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-            return Err(Error::unsupported(*field, "not supported yet"));
-        }
-        if let Some(mem) = res.memory() {
-            if let Some(limit) = mem.limit() {
-                if v2 {
-                    let v = if limit < 0 {
-                        "max".to_string()
-                    } else {
-                        limit.to_string()
-                    };
-                    write(self.unified().unwrap(), "memory.max", &v)?;
-                } else if let Some(d) = self.dir_of("memory") {
-                    write(d, "memory.limit_in_bytes", &limit.to_string())?;
-                }
-            }
-            let other = mem.reservation().is_some()
-                || mem.swap().is_some()
-                || mem.kernel().is_some()
-                || mem.kernel_tcp().is_some()
-                || mem.swappiness().is_some()
-                || mem.disable_oom_killer().is_some();
-            if other {
-                return Err(Error::unsupported(
-                    "linux.resources.memory",
-                    "only memory.limit is supported yet",
-                ));
-            }
-        }
-        if let Some(pids) = res.pids() {
-            let limit = pids.limit();
-            let v = if limit <= 0 {
-                "max".to_string()
-            } else {
-                limit.to_string()
-            };
-            let d = if v2 {
-                self.unified()
-            } else {
-                self.dir_of("pids")
-            };
-            if let Some(d) = d {
-                write(d, "pids.max", &v)?;
-            }
-        }
-        if let Some(cpu) = res.cpu() {
-            if v2 {
-                let d = self.unified().unwrap();
-                if let Some(shares) = cpu.shares() {
-                    // The conversion runc and crun use from shares [2..262144] to weight [1..10000].
-                    let w = 1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142;
-                    write(d, "cpu.weight", &w.to_string())?;
-                }
-                if cpu.quota().is_some() || cpu.period().is_some() {
-                    let q = cpu
-                        .quota()
-                        .filter(|q| *q > 0)
-                        .map_or("max".to_string(), |q| q.to_string());
-                    write(
-                        d,
-                        "cpu.max",
-                        &format!("{q} {}", cpu.period().unwrap_or(100_000)),
-                    )?;
-                }
-            } else if let Some(d) = self.dir_of("cpu") {
-                if let Some(shares) = cpu.shares() {
-                    write(d, "cpu.shares", &shares.to_string())?;
-                }
-                if let Some(period) = cpu.period() {
-                    write(d, "cpu.cfs_period_us", &period.to_string())?;
-                }
-                if let Some(quota) = cpu.quota() {
-                    write(d, "cpu.cfs_quota_us", &quota.to_string())?;
-                }
-            }
-            if let Some(d) = if v2 {
-                self.unified()
-            } else {
-                self.dir_of("cpuset")
-            } {
-                if let Some(cpus) = cpu.cpus() {
-                    write(d, "cpuset.cpus", cpus)?;
-                }
-                if let Some(mems) = cpu.mems() {
-                    write(d, "cpuset.mems", mems)?;
-                }
-            }
-            if cpu.realtime_period().is_some() || cpu.realtime_runtime().is_some() {
-                return Err(Error::unsupported(
-                    "linux.resources.cpu.realtime*",
-                    "not supported yet",
-                ));
-            }
-        }
-        if let Some(devices) = res.devices().as_ref().filter(|d| !d.is_empty()) {
-            if v2 {
-                return Err(Error::unsupported(
-                    "linux.resources.devices",
-                    "the cgroup v2 device controller needs an eBPF program, which is not built yet",
-                ));
-            }
-            if let Some(d) = self.dir_of("devices") {
-                crate::init::devices::apply_v1_rules(d, devices)?;
-            }
-        }
-        Ok(())
     }
 
     /// What the init must join, and how each hierarchy appears in the container.
