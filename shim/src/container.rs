@@ -94,9 +94,12 @@ pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
     pub rootfs_mounted: bool,
-    /// `None` once deleted. A std mutex: held only around short syscalls or
-    /// inside `spawn_blocking`, never across an `.await`.
-    pub core: Mutex<Option<runtime_core::Container>>,
+    /// `None` once deleted. The mutex guards only the slot: callers clone the
+    /// `Arc` out ([`Container::core`]) and work on it unlocked, so a slow exec
+    /// or start on a blocking thread never stalls a Kill, Stats or exit reap
+    /// on the (single) async thread. One lock held across such work is the
+    /// deadlock the rust-extensions runc shim had.
+    pub core: Mutex<Option<Arc<runtime_core::Container>>>,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     /// The cgroup's OOM eventfd, shared by the OOM watcher and the init's exit
@@ -108,6 +111,11 @@ pub struct Container {
 }
 
 impl Container {
+    /// The runtime-core handle, unless the container was deleted.
+    pub fn core(&self) -> Option<Arc<runtime_core::Container>> {
+        self.core.lock().unwrap().clone()
+    }
+
     /// The init (empty `exec_id`) or one of the execs.
     pub fn process(&self, exec_id: &str) -> Option<Arc<Process>> {
         if exec_id.is_empty() {
@@ -120,11 +128,7 @@ impl Container {
     /// Reaps `p` if it has exited.
     fn try_reap(&self, p: &Process) -> Option<u32> {
         let r = if p.exec_id.is_empty() {
-            self.core
-                .lock()
-                .unwrap()
-                .as_ref()
-                .map(|k| k.init().try_reap())
+            self.core().map(|k| k.init().try_reap())
         } else {
             p.pidfd.lock().unwrap().as_ref().map(|fd| fd.try_reap())
         };

@@ -156,6 +156,21 @@ fn create_blocking(
     }
 }
 
+/// The container once no in-flight operation (a Stats or Exec that cloned
+/// the handle just before Delete took it) still uses it. Those finish
+/// promptly: the init is gone, so an exec fails at once.
+fn sole_owner(mut core: Arc<runtime_core::Container>) -> runtime_core::Container {
+    loop {
+        match Arc::try_unwrap(core) {
+            Ok(k) => return k,
+            Err(shared) => {
+                core = shared;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 fn join_err(e: tokio::task::JoinError) -> TtrpcError {
     err(Code::INTERNAL, e.to_string())
 }
@@ -171,8 +186,8 @@ impl Service {
         }
         let order = c.event_order.lock().await;
         let c2 = c.clone();
-        tokio::task::spawn_blocking(move || match c2.core.lock().unwrap().as_mut() {
-            Some(core) => core.start(),
+        tokio::task::spawn_blocking(move || match c2.core() {
+            Some(core) => core.start_shared(),
             None => Err(runtime_core::Error::Protocol(
                 "container was deleted".into(),
             )),
@@ -228,7 +243,7 @@ impl Service {
         let (c2, p2) = (c.clone(), p.clone());
         let pidfd = tokio::task::spawn_blocking(move || {
             let spec = p2.spec.as_ref().expect("execs carry their spec");
-            match c2.core.lock().unwrap().as_ref() {
+            match c2.core() {
                 Some(core) => core.exec(spec, stdio),
                 None => Err(runtime_core::Error::Protocol(
                     "container was deleted".into(),
@@ -287,17 +302,23 @@ impl Service {
             }
             Status::Created => {
                 // Never started: the init waits before exec; end it.
-                if let Some(core) = c.core.lock().unwrap().as_ref() {
+                if let Some(core) = c.core() {
                     let _ = core.kill(libc::SIGKILL, false);
                 }
             }
             Status::Stopped { .. } => {}
         }
         let (code, at) = p.wait().await;
+        // Taken here, on the async thread: of concurrent Deletes only one goes on.
+        let Some(core) = c.core.lock().unwrap().take() else {
+            return Err(err(
+                Code::NOT_FOUND,
+                format!("container {} is being deleted", c.id),
+            ));
+        };
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || -> runtime_core::Result<()> {
-            let core = c2.core.lock().unwrap().take();
-            let res = core.map(|k| k.delete()).unwrap_or(Ok(()));
+            let res = sole_owner(core).delete();
             undo_create(&c2.bundle, c2.rootfs_mounted);
             res
         })
@@ -335,7 +356,7 @@ impl Service {
             ));
         }
         let c2 = c.clone();
-        tokio::task::spawn_blocking(move || match c2.core.lock().unwrap().as_ref() {
+        tokio::task::spawn_blocking(move || match c2.core() {
             Some(core) if pause => core.pause(),
             Some(core) => core.resume(),
             None => Err(runtime_core::Error::Protocol(
@@ -427,13 +448,13 @@ impl Task for Service {
             id: req.id.clone(),
             bundle: PathBuf::from(&req.bundle),
             rootfs_mounted: mounted,
-            core: Mutex::new(Some(core)),
+            core: Mutex::new(Some(Arc::new(core))),
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
             oom: Mutex::new(None),
             event_order: tokio::sync::Mutex::new(()),
         });
-        let oom_fd = c.core.lock().unwrap().as_ref().map(|k| k.oom_eventfd());
+        let oom_fd = c.core().map(|k| k.oom_eventfd());
         match oom_fd {
             Some(Ok(Some(fd))) => container::watch_oom(c.clone(), fd, self.publisher.clone())
                 .map_err(|e| err(Code::INTERNAL, format!("watch OOM eventfd: {e}")))?,
@@ -520,9 +541,8 @@ impl Task for Service {
             ));
         }
         if req.exec_id.is_empty() {
-            let core = c.core.lock().unwrap();
-            let core = core
-                .as_ref()
+            let core = c
+                .core()
                 .ok_or_else(|| err(Code::NOT_FOUND, "container deleted"))?;
             core.kill(req.signal as i32, req.all).map_err(core_err)?;
         } else {
@@ -541,8 +561,7 @@ impl Task for Service {
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> Res<PidsResponse> {
         let c = self.get(&req.id)?;
         let pids = {
-            let core = c.core.lock().unwrap();
-            core.as_ref()
+            c.core()
                 .map(|k| k.pids())
                 .transpose()
                 .map_err(core_err)?
@@ -679,7 +698,7 @@ impl Task for Service {
                 format!("update {}: invalid LinuxResources: {e}", req.id),
             )
         })?;
-        tokio::task::spawn_blocking(move || match c.core.lock().unwrap().as_ref() {
+        tokio::task::spawn_blocking(move || match c.core() {
             Some(core) => core.update(&res),
             None => Err(runtime_core::Error::Protocol(
                 "container was deleted".into(),
@@ -694,12 +713,10 @@ impl Task for Service {
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> Res<StatsResponse> {
         let c = self.get(&req.id)?;
         let c2 = c.clone();
-        let st = tokio::task::spawn_blocking(move || {
-            c2.core.lock().unwrap().as_ref().map(|k| k.stats())
-        })
-        .await
-        .map_err(join_err)?
-        .ok_or_else(|| err(Code::NOT_FOUND, format!("container {} deleted", req.id)))?;
+        let st = tokio::task::spawn_blocking(move || c2.core().map(|k| k.stats()))
+            .await
+            .map_err(join_err)?
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("container {} deleted", req.id)))?;
         let any = crate::metrics::to_any(&st)
             .map_err(|e| err(Code::INTERNAL, format!("encode metrics: {e}")))?;
         Ok(StatsResponse {
