@@ -94,6 +94,8 @@ pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
     pub rootfs_mounted: bool,
+    /// The container has no pid namespace of its own: see `shares_pid_namespace`.
+    pub kill_all_on_exit: bool,
     /// `None` once deleted. The mutex guards only the slot: callers clone the
     /// `Arc` out ([`Container::core`]) and work on it unlocked, so a slow exec
     /// or start on a blocking thread never stalls a Kill, Stats or exit reap
@@ -166,6 +168,19 @@ pub fn watch_exit(
                 None => guard.clear_ready(),
             }
         };
+        crate::reaper::untrack(p.pid() as i32);
+        if p.exec_id.is_empty() && c.kill_all_on_exit {
+            // No pid namespace ends with this init: end what it leaves behind
+            // (they would also hold its output open, so it never drained).
+            if let Some(core) = c.core() {
+                if let Err(e) = core.kill(libc::SIGKILL, true) {
+                    log::warn!(
+                        "container {}: kill its processes after the init's exit: {e}",
+                        c.id
+                    );
+                }
+            }
+        }
         // Output written before the exit must reach the client before the exit does.
         let outputs =
             p.io.lock()

@@ -14,6 +14,7 @@ mod io;
 mod logger;
 mod metrics;
 mod protocol;
+mod reaper;
 mod server;
 mod service;
 mod start;

@@ -29,7 +29,7 @@ use ttrpc::{Code, Error as TtrpcError};
 
 use crate::container::{self, Container, Process, Status};
 use crate::events::{Event, Publisher};
-use crate::{io, workdir};
+use crate::{io, reaper, workdir};
 
 type Res<T> = ttrpc::Result<T>;
 
@@ -116,13 +116,32 @@ fn undo_create(bundle: &Path, mounted: bool) {
     }
 }
 
+/// What [`create_blocking`] made.
+struct Created {
+    core: runtime_core::Container,
+    rootfs_mounted: bool,
+    kill_all_on_exit: bool,
+}
+
+/// A container without a pid namespace of its own (none in the spec, or one
+/// joined by path, like a pod's): its processes do not die with its init by
+/// themselves, so the shim kills them (as containerd's runc shim does).
+fn shares_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    !namespaces.is_some_and(|all| {
+        all.iter()
+            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none())
+    })
+}
+
 /// Host-side creation, run on a blocking thread: work dir, rootfs, container.
 fn create_blocking(
     req: &CreateTaskRequest,
     stdio: runtime_core::Stdio,
-) -> runtime_core::Result<(runtime_core::Container, bool)> {
+) -> runtime_core::Result<Created> {
     let bundle = PathBuf::from(&req.bundle);
     let spec = runtime_core::spec::load(&bundle)?;
+    let kill_all_on_exit = shares_pid_namespace(&spec);
     let wd = workdir::create(&bundle, &spec)
         .map_err(|e| runtime_core::Error::sys("mkdir", workdir::path(&bundle).display(), e))?;
     let mounts: Vec<_> = req
@@ -135,6 +154,8 @@ fn create_blocking(
         })
         .collect();
     let mounted = !mounts.is_empty();
+    // The helper and the init are our children: not orphans (see reaper).
+    let _gate = reaper::spawning();
     let result =
         runtime_core::rootfs_mount::mount_all(&mounts, &bundle.join("rootfs")).and_then(|_| {
             runtime_core::Container::create(runtime_core::CreateOpts {
@@ -146,8 +167,13 @@ fn create_blocking(
         });
     match result {
         Ok(c) => {
+            reaper::track(c.pid());
             let _ = std::fs::write(wd.join("init.pid"), c.pid().to_string());
-            Ok((c, mounted))
+            Ok(Created {
+                core: c,
+                rootfs_mounted: mounted,
+                kill_all_on_exit,
+            })
         }
         Err(e) => {
             undo_create(&bundle, mounted);
@@ -187,7 +213,11 @@ impl Service {
         let order = c.event_order.lock().await;
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || match c2.core() {
-            Some(core) => core.start_shared(),
+            // poststart hooks are our children, reaped by the hook runner.
+            Some(core) => {
+                let _gate = reaper::spawning();
+                core.start_shared()
+            }
             None => Err(runtime_core::Error::Protocol(
                 "container was deleted".into(),
             )),
@@ -243,8 +273,11 @@ impl Service {
         let (c2, p2) = (c.clone(), p.clone());
         let pidfd = tokio::task::spawn_blocking(move || {
             let spec = p2.spec.as_ref().expect("execs carry their spec");
+            let _gate = reaper::spawning();
             match c2.core() {
-                Some(core) => core.exec(spec, stdio),
+                Some(core) => core
+                    .exec(spec, stdio)
+                    .inspect(|(fd, _)| reaper::track(fd.pid())),
                 None => Err(runtime_core::Error::Protocol(
                     "container was deleted".into(),
                 )),
@@ -318,7 +351,10 @@ impl Service {
         };
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || -> runtime_core::Result<()> {
-            let res = sole_owner(core).delete();
+            let core = sole_owner(core);
+            // poststop hooks are our children, reaped by the hook runner.
+            let _gate = reaper::spawning();
+            let res = core.delete();
             undo_create(&c2.bundle, c2.rootfs_mounted);
             res
         })
@@ -415,7 +451,11 @@ impl Task for Service {
         };
         let req = Arc::new(req);
         let r = req.clone();
-        let (mut core, mounted) = tokio::task::spawn_blocking(move || create_blocking(&r, stdio))
+        let Created {
+            mut core,
+            rootfs_mounted: mounted,
+            kill_all_on_exit,
+        } = tokio::task::spawn_blocking(move || create_blocking(&r, stdio))
             .await
             .map_err(join_err)?
             .map_err(core_err)?;
@@ -426,6 +466,7 @@ impl Task for Service {
                     Err(e) => {
                         let _ = core.kill(libc::SIGKILL, false);
                         let _ = core.init().reap_blocking();
+                        reaper::untrack(core.pid());
                         let _ = core.delete();
                         undo_create(Path::new(&req.bundle), mounted);
                         return Err(err(Code::INTERNAL, format!("terminal IO: {e}")));
@@ -448,6 +489,7 @@ impl Task for Service {
             id: req.id.clone(),
             bundle: PathBuf::from(&req.bundle),
             rootfs_mounted: mounted,
+            kill_all_on_exit,
             core: Mutex::new(Some(Arc::new(core))),
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
