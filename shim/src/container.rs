@@ -202,7 +202,9 @@ pub fn watch_exit(
             }
         }
         let _order = c.event_order.lock().await;
-        if p.exec_id.is_empty() {
+        // An OOM kill of this process (init or exec) is reported before its exit,
+        // whichever of the two watchers the kernel woke first.
+        {
             let oom = c.oom.lock().unwrap().clone();
             if oom.is_some_and(|fd| take_event(&fd)) {
                 publisher.publish(Event::Oom(TaskOOM {

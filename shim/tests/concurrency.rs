@@ -144,6 +144,26 @@ fn rounds(rt: &tokio::runtime::Runtime, ids: &[String]) {
     });
 }
 
+/// Under load too, each exec's events arrive as added, started, exit.
+fn assert_events_in_order(events: &str, ids: &[String]) {
+    for i in 0..ROUNDS {
+        let id = &ids[i % CONTAINERS];
+        let topics = task_events(events, id);
+        let exec = format!("{}-r{i}", std::process::id());
+        let at = |t: &str| {
+            topics
+                .iter()
+                .position(|x| *x == format!("/tasks/{t} {exec}"))
+                .unwrap_or_else(|| panic!("no /tasks/{t} for {exec}: {topics:?}"))
+        };
+        let (added, started, exit) = (at("exec-added"), at("exec-started"), at("exit"));
+        assert!(
+            added < started && started < exit,
+            "{exec} events out of order: {topics:?}"
+        );
+    }
+}
+
 /// The shim's usage once its idle blocking threads have gone (they linger
 /// for a moment after use) and its fds are back at `floor` if given.
 fn settled(shim: i32, floor: Option<Usage>) -> Usage {
@@ -194,7 +214,8 @@ fn fifty_concurrent_exec_stats_kill_rounds_leave_no_leak() {
     // The first batch warms up what a shim allocates once (event connection,
     // allocator pools); the second must then leave everything where it was.
     let before = settled(shim, None);
-    rounds(&rt, &ids);
+    let events = events_during(|| rounds(&rt, &ids));
+    assert_events_in_order(&events, &ids);
     let warm = settled(shim, Some(before));
     rounds(&rt, &ids);
     let after = settled(shim, Some(warm));

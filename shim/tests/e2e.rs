@@ -311,24 +311,12 @@ fn runc_shim_reference_agrees_on_exit_code() {
 #[test]
 fn events_in_containerds_order() {
     let id = "evorder";
-    let mut events = ctr(&["events"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let o = run_rm(RUNTIME, id, &["true"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    std::thread::sleep(Duration::from_millis(300));
-    events.kill().unwrap();
-    let out = text(&events.wait_with_output().unwrap().stdout);
-    let topics: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains(&format!("\"{id}\"")))
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
-        .collect();
+    let out = events_during(|| {
+        let o = run_rm(RUNTIME, id, &["true"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    });
     assert_eq!(
-        topics,
+        task_events(&out, id),
         [
             "/tasks/create",
             "/tasks/start",
@@ -337,6 +325,88 @@ fn events_in_containerds_order() {
         ],
         "{out}"
     );
+}
+
+#[test]
+fn every_event_of_a_scripted_lifecycle_in_containerds_order() {
+    let id = "evlife";
+    let out = events_during(|| {
+        let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+        let o = run(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--memory-limit",
+            "33554432",
+            IMAGE,
+            id,
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        wait_for("task running", Duration::from_secs(20), || {
+            task_status(id).as_deref() == Some("RUNNING")
+        });
+        let o = run(&["task", "exec", "--exec-id", "quick", id, "true"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(run(&["task", "pause", id]).status.success());
+        assert!(run(&["task", "resume", id]).status.success());
+        // An exec that grows past the limit (the shell buffers the substitution).
+        let hog = "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived";
+        let o = run(&["task", "exec", "--exec-id", "hog", id, "sh", "-c", hog]);
+        assert_eq!(
+            o.status.code(),
+            Some(137),
+            "{}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        // An exec still running when the init exits: its exit comes first.
+        let mut long = ctr(&["task", "exec", "--exec-id", "long", id, "sleep", "1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("exec long running", Duration::from_secs(20), || {
+            text(&run(&["task", "ps", id]).stdout).lines().count() >= 4
+        });
+        assert!(run(&["task", "kill", id]).status.success());
+        let _ = long.wait();
+        wait_for("task stopped", Duration::from_secs(20), || {
+            task_status(id).as_deref() == Some("STOPPED")
+        });
+        assert!(run(&["task", "rm", id]).status.success());
+        assert!(run(&["c", "rm", id]).status.success());
+    });
+    // The OOM killer may strike several times (several processes) before the
+    // exec dies: one /tasks/oom per kill, as the runc shim sends them.
+    let mut topics = task_events(&out, id);
+    topics.dedup_by(|a, b| a == "/tasks/oom" && b == "/tasks/oom");
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added quick",
+            "/tasks/exec-started quick",
+            "/tasks/exit quick",
+            "/tasks/paused",
+            "/tasks/resumed",
+            "/tasks/exec-added hog",
+            "/tasks/exec-started hog",
+            "/tasks/oom",
+            "/tasks/exit hog",
+            "/tasks/exec-added long",
+            "/tasks/exec-started long",
+            "/tasks/exit long",
+            "/tasks/exit",
+            "/tasks/delete",
+        ],
+        "{out}"
+    );
+    assert_no_leftovers(id);
 }
 
 #[test]

@@ -258,3 +258,39 @@ pub fn children_of(pid: i32) -> Vec<(i32, char, String)> {
     }
     out
 }
+
+/// `ctr events` lines about container `id`, as "topic" or "topic exec-id"
+/// (execs' events, and the exit of an exec, name the exec).
+pub fn task_events(out: &str, id: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            let topic = l.split_whitespace().find(|w| w.starts_with("/tasks/"))?;
+            let json: serde_json::Value = serde_json::from_str(&l[l.find('{')?..]).ok()?;
+            if json["container_id"] != id {
+                return None;
+            }
+            let exec = json["exec_id"]
+                .as_str()
+                .or(json["id"].as_str())
+                .filter(|e| *e != id && !e.is_empty());
+            Some(match exec {
+                Some(e) => format!("{topic} {e}"),
+                None => topic.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Runs `ctr events` around `script`, returns what it printed.
+pub fn events_during(script: impl FnOnce()) -> String {
+    let mut events = ctr(&["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    script();
+    std::thread::sleep(Duration::from_millis(500));
+    events.kill().unwrap();
+    text(&events.wait_with_output().unwrap().stdout)
+}
