@@ -7,6 +7,7 @@
 
 mod address;
 mod args;
+mod checkpoint;
 mod container;
 mod delete;
 mod events;

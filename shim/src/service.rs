@@ -48,13 +48,6 @@ fn core_err(e: runtime_core::Error) -> TtrpcError {
     err(code, e.to_string())
 }
 
-fn unimplemented(method: &str) -> TtrpcError {
-    err(
-        Code::UNIMPLEMENTED,
-        format!("{method} is not implemented by containerd-shim-rust-v1 yet"),
-    )
-}
-
 pub struct Service {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     publisher: Publisher,
@@ -435,10 +428,12 @@ impl Task for Service {
             ));
         }
         if !req.checkpoint.is_empty() {
-            return Err(err(
-                Code::UNIMPLEMENTED,
-                "restore from checkpoint is not implemented yet",
-            ));
+            let id = req.id.clone();
+            let msg =
+                tokio::task::spawn_blocking(move || crate::checkpoint::unavailable("Restore", &id))
+                    .await
+                    .map_err(join_err)?;
+            return Err(err(Code::UNIMPLEMENTED, msg));
         }
         // With a terminal, the pty (made in the container) replaces the pipes.
         let (stdio, io) = if req.terminal {
@@ -718,8 +713,14 @@ impl Task for Service {
         self.freeze(&req.id, false).await
     }
 
-    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> Res<Empty> {
-        Err(unimplemented("Checkpoint"))
+    async fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> Res<Empty> {
+        self.get(&req.id)?;
+        let msg = tokio::task::spawn_blocking(move || {
+            crate::checkpoint::unavailable("Checkpoint", &req.id)
+        })
+        .await
+        .map_err(join_err)?;
+        Err(err(Code::UNIMPLEMENTED, msg))
     }
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> Res<Empty> {

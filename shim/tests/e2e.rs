@@ -1034,3 +1034,67 @@ fn go_runc_shim_drives_our_cli() {
         );
     }
 }
+
+/// The first error `criu check` reports on this host (its cause).
+fn criu_check_error() -> Option<String> {
+    let o = std::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .ok()?;
+    if o.status.success() {
+        return None;
+    }
+    let all = text(&o.stderr) + &text(&o.stdout);
+    all.lines()
+        .find(|l| l.contains("Error"))
+        .map(|l| l.trim().to_string())
+}
+
+#[test]
+fn checkpoint_and_restore_say_why_they_are_unavailable() {
+    use containerd_shim_protos::api::CreateTaskRequest;
+
+    let id = "ckpt";
+    detached_counter(id);
+    let o = run(&["task", "checkpoint", id]);
+    let msg = text(&o.stderr);
+    assert!(!o.status.success(), "checkpoint claimed success: {msg}");
+    assert!(
+        msg.contains(&format!(
+            "Checkpoint of container {id}: checkpoint/restore is not implemented"
+        )),
+        "{msg}"
+    );
+    // The reason is this host's CRIU, in its own words.
+    match criu_check_error() {
+        Some(cause) => assert!(msg.contains(&cause), "{msg} lacks {cause:?}"),
+        None => assert!(msg.contains("does not drive CRIU yet"), "{msg}"),
+    }
+    // A restore (Create with a checkpoint) is refused the same way, before
+    // the bundle is touched.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = rt.block_on(async {
+        let client = task_client(id).await;
+        let req = CreateTaskRequest {
+            id: "ckpt-restore".into(),
+            bundle: "/nonexistent-bundle".into(),
+            checkpoint: "/nonexistent-checkpoint".into(),
+            ..Default::default()
+        };
+        client.create(deadline(), &req).await.unwrap_err()
+    });
+    match e {
+        ttrpc::Error::RpcStatus(s) => {
+            assert_eq!(s.code(), ttrpc::Code::UNIMPLEMENTED, "{s:?}");
+            assert!(
+                s.message().contains("Restore of container ckpt-restore"),
+                "{s:?}"
+            );
+        }
+        other => panic!("restore: {other}"),
+    }
+    kill_and_remove(id);
+}
