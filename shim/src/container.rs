@@ -196,9 +196,12 @@ pub fn watch_exit(
         }
         if p.exec_id.is_empty() {
             // The execs die with the init's pid namespace; report them first.
+            // One deadline for all of them, not one each: many execs must not
+            // hold the init's exit back for long.
             let execs: Vec<_> = c.execs.lock().unwrap().values().cloned().collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             for e in execs.iter().filter(|e| e.status() == Status::Running) {
-                let _ = tokio::time::timeout(Duration::from_secs(2), e.wait()).await;
+                let _ = tokio::time::timeout_at(deadline, e.wait()).await;
             }
         }
         let _order = c.event_order.lock().await;
