@@ -331,7 +331,13 @@ async fn start_logger(
             Ok(())
         });
     }
-    let child = c.spawn().map_err(ctx)?;
+    // Tracked before the gate opens, so the orphan reaper leaves it to its supervisor.
+    let child = {
+        let _gate = crate::reaper::spawning();
+        let child = c.spawn().map_err(ctx)?;
+        crate::reaper::track(child.id() as i32);
+        child
+    };
     // Ours are closed: the logger holds the only ready write end, and the only
     // read ends, so a dead logger shows as EPIPE to the copy tasks.
     drop(fds);
@@ -402,7 +408,10 @@ async fn supervise_logger(pidfd: AsyncFd<Pidfd>, terminate: oneshot::Receiver<()
                 return None;
             };
             match pidfd.get_ref().try_reap() {
-                Ok(Some(st)) => return Some(st.0),
+                Ok(Some(st)) => {
+                    crate::reaper::untrack(pidfd.get_ref().pid());
+                    return Some(st.0);
+                }
                 Ok(None) => guard.clear_ready(),
                 Err(e) => {
                     log::warn!("logging binary {what}: {e}");
