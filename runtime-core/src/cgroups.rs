@@ -13,7 +13,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxMemory, LinuxResources};
 
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
@@ -83,7 +83,99 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     fs::write(&p, value).map_err(|e| Error::sys("write", format!("{} ({value})", p.display()), e))
 }
 
+/// A limit as cgroup v2 writes it: negative means none.
+fn v2_limit(v: i64) -> String {
+    if v < 0 {
+        "max".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+fn read_i64(dir: &Path, file: &str) -> Option<i64> {
+    fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+}
+
+/// `linux.resources.memory` on a v1 memory hierarchy. The memsw (memory+swap) limit
+/// may never be below the memory limit, so of the two the one that grows goes first.
+fn memory_v1(d: &Path, mem: &LinuxMemory) -> Result<()> {
+    let swap_file = "memory.memsw.limit_in_bytes";
+    // Without swap accounting (no memsw file), swap == limit ("no swap", what CRI asks)
+    // is what the memory limit already gives; any other value fails on the write.
+    let swap = mem
+        .swap()
+        .filter(|_| d.join(swap_file).exists() || mem.swap() != mem.limit());
+    match (mem.limit(), swap) {
+        (Some(limit), Some(swap)) => {
+            let current = read_i64(d, swap_file).unwrap_or(i64::MAX);
+            if swap == -1 || swap > current {
+                write(d, swap_file, &swap.to_string())?;
+                write(d, "memory.limit_in_bytes", &limit.to_string())?;
+            } else {
+                write(d, "memory.limit_in_bytes", &limit.to_string())?;
+                write(d, swap_file, &swap.to_string())?;
+            }
+        }
+        (Some(limit), None) => write(d, "memory.limit_in_bytes", &limit.to_string())?,
+        (None, Some(swap)) => write(d, swap_file, &swap.to_string())?,
+        (None, None) => {}
+    }
+    if let Some(r) = mem.reservation() {
+        write(d, "memory.soft_limit_in_bytes", &r.to_string())?;
+    }
+    if let Some(s) = mem.swappiness() {
+        if s > 100 {
+            return Err(Error::unsupported(
+                "linux.resources.memory.swappiness",
+                format!("{s} is out of range: 0 to 100"),
+            ));
+        }
+        write(d, "memory.swappiness", &s.to_string())?;
+    }
+    if mem.disable_oom_killer() == Some(true) {
+        write(d, "memory.oom_control", "1")?;
+    }
+    // kernel and kernelTCP: deprecated in the runtime spec and by the kernel (5.4+
+    // ignores kmem limits); runc ignores them too.
+    Ok(())
+}
+
 impl Cgroup {
+    /// `linux.resources.memory` on cgroup v2: the spec's swap is memory+swap as in v1,
+    /// v2's memory.swap.max is the swap alone.
+    fn memory_v2(&self, mem: &LinuxMemory) -> Result<()> {
+        let d = self.unified().unwrap();
+        if let Some(limit) = mem.limit() {
+            write(d, "memory.max", &v2_limit(limit))?;
+        }
+        if let Some(swap) = mem.swap() {
+            let v = match (swap, mem.limit()) {
+                (-1, _) => -1,
+                (s, Some(l)) if l >= 0 => {
+                    if s < l {
+                        return Err(Error::unsupported(
+                            "linux.resources.memory.swap",
+                            format!("memory+swap {s} is below the memory limit {l}"),
+                        ));
+                    }
+                    s - l
+                }
+                (s, _) => s,
+            };
+            write(d, "memory.swap.max", &v2_limit(v))?;
+        }
+        if let Some(r) = mem.reservation() {
+            write(d, "memory.low", &v2_limit(r))?;
+        }
+        if mem.swappiness().is_some() || mem.disable_oom_killer() == Some(true) {
+            return Err(Error::unsupported(
+                "linux.resources.memory",
+                "swappiness and disableOOMKiller have no cgroup v2 equivalent",
+            ));
+        }
+        Ok(())
+    }
+
     /// Paths of this container's cgroup in every hierarchy (nothing is created).
     pub fn open(rel: &Path) -> Result<Cgroup> {
         let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
@@ -184,29 +276,10 @@ impl Cgroup {
             return Err(Error::unsupported(*field, "not supported yet"));
         }
         if let Some(mem) = res.memory() {
-            if let Some(limit) = mem.limit() {
-                if v2 {
-                    let v = if limit < 0 {
-                        "max".to_string()
-                    } else {
-                        limit.to_string()
-                    };
-                    write(self.unified().unwrap(), "memory.max", &v)?;
-                } else if let Some(d) = self.dir_of("memory") {
-                    write(d, "memory.limit_in_bytes", &limit.to_string())?;
-                }
-            }
-            let other = mem.reservation().is_some()
-                || mem.swap().is_some()
-                || mem.kernel().is_some()
-                || mem.kernel_tcp().is_some()
-                || mem.swappiness().is_some()
-                || mem.disable_oom_killer().is_some();
-            if other {
-                return Err(Error::unsupported(
-                    "linux.resources.memory",
-                    "only memory.limit is supported yet",
-                ));
+            if v2 {
+                self.memory_v2(mem)?;
+            } else if let Some(d) = self.dir_of("memory") {
+                memory_v1(d, mem)?;
             }
         }
         if let Some(pids) = res.pids() {
