@@ -36,6 +36,7 @@ both_handlers!(
     update_resources_reach_the_cgroup,
     security_context_reaches_the_container,
     host_namespaces,
+    shared_pid_namespace,
     twenty_concurrent_pods,
 );
 
@@ -165,6 +166,21 @@ fn pod_of_two_containers(c: &Cri, handler: &str) {
         "the pod's shim was started for the sandbox"
     );
     assert!(shims[0].binary.ends_with(shim_binary(handler)), "{shims:?}");
+
+    // How the container found the pod's shim: containerd 1.x ran the shim's `start`, which
+    // grouped it by the sandbox-id annotation and answered the live shim's address;
+    // containerd 2.x routes a container of a sandbox to the sandbox's shim itself (it
+    // writes `sandbox` and `bootstrap.json` into the bundle and runs no `start`).
+    let bundle = host::bundle_dir(&c2);
+    if env().version.starts_with("1.") {
+        assert!(bundle.join("address").exists(), "no shim start for {c2}");
+    } else {
+        let routed = std::fs::read_to_string(bundle.join("sandbox")).unwrap_or_default();
+        assert_eq!(
+            routed, pod.id,
+            "containerd 2 did not route {c2} to the sandbox"
+        );
+    }
 
     // Localhost is shared: c2 reaches c1's server on 127.0.0.1.
     wait_for("web server up", WAIT, || {
@@ -603,6 +619,47 @@ fn host_namespaces(c: &Cri, handler: &str) {
     assert_eq!(
         c.sh(&id, &format!("test -d /proc/{me} && echo seen")),
         "seen"
+    );
+    pod.destroy(c);
+}
+
+fn shared_pid_namespace(c: &Cri, handler: &str) {
+    // shareProcessNamespace: true. The pause process is PID 1 for every container.
+    let mut pc = pod_config("sharedpid");
+    let opts = cri::NamespaceOption {
+        pid: cri::NamespaceMode::Pod as i32,
+        ..Default::default()
+    };
+    pod_security(&mut pc).namespace_options = Some(opts.clone());
+    let mut pod = Pod::run(c, pc, handler);
+    let mut a = container_config("a", "exec sleep 100001");
+    security(&mut a).namespace_options = Some(opts.clone());
+    let mut b = container_config("b", "exec sleep 100002");
+    security(&mut b).namespace_options = Some(opts);
+    let a = pod.container(c, &a);
+    let b = pod.container(c, &b);
+    assert_eq!(
+        c.sh(&b, "tr '\\0' ' ' < /proc/1/cmdline"),
+        "/bin/sleep 2147483647",
+        "PID 1 is not the pause process"
+    );
+    let ps = c.sh(&b, "ps -o args");
+    assert!(
+        ps.contains("sleep 100001") && ps.contains("sleep 100002"),
+        "{ps}"
+    );
+    assert_eq!(
+        c.sh(&a, "readlink /proc/self/ns/pid"),
+        c.sh(&b, "readlink /proc/self/ns/pid")
+    );
+    // Stopping one container leaves the other and the sandbox running.
+    // Not PID 1 here, so sleep dies of the TERM itself (128 + 15).
+    c.stop_container(&a, 10).unwrap();
+    assert_eq!(c.wait_exited(&a, WAIT).exit_code, 143);
+    let ps = c.sh(&b, "ps -o args");
+    assert!(
+        !ps.contains("sleep 100001") && ps.contains("sleep 100002"),
+        "{ps}"
     );
     pod.destroy(c);
 }
