@@ -30,6 +30,7 @@ both_handlers!(
     pod_of_two_containers,
     exec_sync_streams_and_exit_code,
     streaming_exec_with_a_terminal,
+    attach_to_stdin_and_stdout,
     logs_in_cri_format_and_reopen,
     stats_are_non_zero,
     oom_killed_is_reported,
@@ -309,6 +310,44 @@ fn streaming_exec_with_a_terminal(c: &Cri, handler: &str) {
         status.contains("NonZeroExitCode") && status.contains("\"5\""),
         "exit status on the error channel: {status}"
     );
+    pod.destroy(c);
+}
+
+fn attach_to_stdin_and_stdout(c: &Cri, handler: &str) {
+    // A container with stdin open (kubectl run -i): Attach reaches its stdio FIFOs.
+    let mut pod = Pod::run(c, pod_config("attach"), handler);
+    let mut cfg = container_config(
+        "reader",
+        "while read -r l; do echo got-$l; echo err-$l >&2; done",
+    );
+    cfg.stdin = true;
+    let id = pod.container(c, &cfg);
+    let req = cri::AttachRequest {
+        container_id: id.clone(),
+        stdin: true,
+        tty: false,
+        stdout: true,
+        stderr: true,
+    };
+    let url = c.call(c.rs().attach(req)).unwrap().url;
+    let mut s = ExecStream::open(&url);
+    s.stdin("one\n");
+    s.read_until("got-one", WAIT);
+    s.stdin("two\n");
+    // stdout and stderr are separate streams: either may arrive first.
+    s.read_until("got-two", WAIT);
+    s.read_until("err-two", WAIT);
+    // The same lines went to the CRI log.
+    let file = log_file(&pod.config, &cfg);
+    wait_for("attached lines in the log", WAIT, || {
+        let lines = read_log(&file);
+        lines
+            .iter()
+            .any(|l| l.text == "got-two" && l.stream == "stdout")
+            && lines
+                .iter()
+                .any(|l| l.text == "err-two" && l.stream == "stderr")
+    });
     pod.destroy(c);
 }
 
