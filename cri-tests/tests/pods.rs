@@ -78,6 +78,17 @@ impl Pod {
             .run_pod(&config, handler)
             .unwrap_or_else(|e| panic!("RunPodSandbox ({handler}): {e}"));
         let netns = netns_path(c, &id);
+        let host_network = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .is_some_and(|n| n.network == cri::NamespaceMode::Node as i32);
+        assert_eq!(
+            netns.is_some(),
+            !host_network,
+            "pod network namespace path in the sandbox's runtime spec: {netns:?}"
+        );
         Pod {
             id,
             config,
