@@ -456,6 +456,59 @@ fn namespaced_sysctls_applied_others_refused() {
     );
 }
 
+fn net_sysctls_in_a_joined_network_namespace() {
+    // A pod's sandbox joins the namespace CNI made by path and sets net sysctls there
+    // (containerd 2.x asks for ip_unprivileged_port_start): allowed, as it is not the host's.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let ns = format!("/proc/{}/ns/net", holder.id());
+    wait_until_namespace_differs(&ns);
+    let b = bundle(
+        "sysctljoin",
+        &["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"],
+        |v| {
+            for n in v["linux"]["namespaces"].as_array_mut().unwrap() {
+                if n["type"] == "network" {
+                    n["path"] = json!(ns);
+                }
+            }
+            v["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "0"});
+        },
+    );
+    let o = run(&b, "sysctljoin");
+    let _ = std::fs::remove_dir_all(&b);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let o = o.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.stdout, "0\n", "{}", o.stderr);
+    // The host's own network namespace by path: refused, it would change the host.
+    let b = bundle("sysctlhost", &["true"], |v| {
+        for n in v["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "network" {
+                n["path"] = json!("/proc/self/ns/net");
+            }
+        }
+        v["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "0"});
+    });
+    let err = run(&b, "sysctlhost").unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(err.contains("other than the host's"), "{err}");
+}
+
+/// unshare(1) has exec'd its command once the namespace is no longer ours.
+fn wait_until_namespace_differs(ns: &str) {
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    for _ in 0..100 {
+        if std::fs::read_link(ns).is_ok_and(|l| l != ours) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{ns} never became a namespace of its own");
+}
+
 fn hooks_run_in_order_with_state() {
     let dir = std::env::temp_dir().join(format!("rshim-hooks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -808,6 +861,10 @@ fn main() {
         (
             "namespaced_sysctls_applied_others_refused",
             namespaced_sysctls_applied_others_refused,
+        ),
+        (
+            "net_sysctls_in_a_joined_network_namespace",
+            net_sysctls_in_a_joined_network_namespace,
         ),
         (
             "user_namespace_without_maps_is_refused",

@@ -152,7 +152,13 @@ impl Cgroup {
                 let swap_first = m.swap().is_some_and(|s| s < 0 || s > cur_sw);
                 let write_swap = || -> Result<()> {
                     if let Some(s) = m.swap() {
-                        if !d.join("memory.memsw.limit_in_bytes").exists() {
+                        let accounting = d.join("memory.memsw.limit_in_bytes").exists();
+                        // swap == limit means "no swap" (what CRI always asks): without
+                        // swap accounting the memory limit alone already gives that.
+                        if !accounting && m.limit() == Some(s) {
+                            return Ok(());
+                        }
+                        if !accounting {
                             return Err(refuse(
                                 &f("swap"),
                                 "swap accounting is off on this host (boot with swapaccount=1)",

@@ -27,6 +27,20 @@ fn clone_flag(t: LinuxNamespaceType) -> Result<u64> {
     } as u64)
 }
 
+/// The namespace's name under /proc/PID/ns.
+fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
 pub struct Plan {
     /// Flags for the init's `clone3`: the namespaces to create.
     pub clone_flags: u64,
@@ -74,6 +88,26 @@ impl Plan {
     /// True when the container gets a new namespace of this type (not joined).
     pub fn is_new(&self, t: LinuxNamespaceType) -> bool {
         self.types.contains(&t) && !self.joins.iter().any(|(j, _, _)| *j == t)
+    }
+
+    /// True when the container's namespace of this type is not the host's: a new one, or
+    /// one joined by path that is not the namespace we (the runtime) run in. A pod's
+    /// sandbox joins the network namespace CNI set up, and its net sysctls belong there.
+    pub fn is_private(&self, t: LinuxNamespaceType) -> bool {
+        if self.is_new(t) {
+            return true;
+        }
+        let Some((_, _, f)) = self.joins.iter().find(|(j, _, _)| *j == t) else {
+            return false;
+        };
+        let ours = format!("/proc/self/ns/{}", proc_name(t));
+        match (f.metadata(), std::fs::metadata(&ours)) {
+            (Ok(a), Ok(b)) => {
+                use std::os::unix::fs::MetadataExt;
+                (a.dev(), a.ino()) != (b.dev(), b.ino())
+            }
+            _ => false,
+        }
     }
 
     pub fn has(&self, t: LinuxNamespaceType) -> bool {

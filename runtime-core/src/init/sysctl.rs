@@ -1,5 +1,7 @@
-//! `linux.sysctl`: only keys the kernel namespaces, and only when the container
-//! has its own namespace of that kind. Anything else would change the host.
+//! `linux.sysctl`: only keys the kernel namespaces, and only when the container's
+//! namespace of that kind is not the host's (a new one, or one joined by path, as a
+//! pod's sandbox joins the network namespace CNI made). Anything else would change
+//! the host.
 
 use std::collections::HashMap;
 
@@ -41,10 +43,10 @@ pub fn check(sysctl: &HashMap<String, String>, plan: &Plan) -> Result<()> {
                 "not a namespaced sysctl: setting it would change the host",
             ));
         };
-        if !plan.is_new(ns) {
+        if !plan.is_private(ns) {
             return Err(Error::unsupported(
                 field,
-                format!("needs a new {ns} namespace of the container's own in linux.namespaces"),
+                format!("needs a {ns} namespace other than the host's in linux.namespaces (a new one, or a path to another)"),
             ));
         }
     }
