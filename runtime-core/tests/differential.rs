@@ -21,8 +21,10 @@ use serde_json::{json, Value};
 
 const RUNC: &str = "/usr/sbin/runc";
 const PROBE: &str = include_str!("differential/probe.sh");
-/// Parent of every cgroup this test makes (removed at the end).
-const CG_PARENT: &str = "rshim-test-diff";
+/// Parent of every cgroup this run makes (its own: removed at the end).
+fn cg_parent() -> String {
+    format!("rshim-test-diff-{}", std::process::id())
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -104,7 +106,7 @@ fn make_bundle(case: &Case, rt: Runtime) -> (PathBuf, String) {
     let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
     v["root"]["path"] = json!(dir.join("rootfs"));
     let id = format!("{}-{}-{}", case.name, rt.name(), std::process::id());
-    v["linux"]["cgroupsPath"] = json!(format!("/{CG_PARENT}/{id}"));
+    v["linux"]["cgroupsPath"] = json!(format!("/{}/{id}", cg_parent()));
     (case.edit)(&mut v, &dir);
     std::fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
     (bundle, id)
@@ -284,7 +286,7 @@ impl Norm {
             .collect();
         Norm {
             subs: vec![
-                (format!("/{CG_PARENT}/{id}"), "<CG>".into()),
+                (format!("/{}/{id}", cg_parent()), "<CG>".into()),
                 (rt_dir.display().to_string(), "<DIR>".into()),
                 (id.to_string(), "<ID>".into()),
             ],
@@ -726,7 +728,7 @@ fn resources(v: &mut Value, _: &Path) {
 
 fn remove_cgroup_parent() {
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(h.path().join(CG_PARENT));
+        let _ = std::fs::remove_dir(h.path().join(cg_parent()));
     }
 }
 
