@@ -73,6 +73,55 @@ fn time_namespace_with_offsets() {
     );
 }
 
+fn exec_joins_the_time_namespace() {
+    let name = "timensexec";
+    let b = bundle(PARENT, name, &["sleep", "1000"], |v| {
+        add_ns(v, "time");
+        v["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000}});
+    });
+    let mut c = runtime_core::Container::create(runtime_core::CreateOpts {
+        exec_fifo: None,
+        id: name,
+        bundle: &b,
+        stdio: runtime_core::Stdio::default(),
+    })
+    .unwrap();
+    c.start().unwrap();
+    let init_ns = std::fs::read_link(format!("/proc/{}/ns/time", c.pid()));
+    let p: oci_spec::runtime::Process = serde_json::from_value(json!({
+        "args": ["sh", "-c", "readlink /proc/self/ns/time; cut -d' ' -f1 /proc/uptime"],
+        "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}
+    }))
+    .unwrap();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let exec = c.exec(
+        &p,
+        runtime_core::Stdio {
+            stdin: None,
+            stdout: Some(w),
+            stderr: None,
+        },
+    );
+    let mut out = String::new();
+    if let Ok((pidfd, _)) = &exec {
+        std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+        pidfd.reap_blocking().unwrap();
+    }
+    c.kill(libc::SIGKILL, false).unwrap();
+    c.init().reap_blocking().unwrap();
+    c.delete().unwrap();
+    let _ = std::fs::remove_dir_all(&b);
+    exec.unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        Some(lines[0]),
+        init_ns.as_ref().ok().and_then(|p| p.to_str()),
+        "{out}"
+    );
+    let up: f64 = lines[1].parse().unwrap();
+    assert!(up >= 864000.0, "exec outside the offset clock: {up}");
+}
+
 fn time_offsets_without_time_namespace_refused() {
     refused(
         "timeoffsets",
@@ -493,6 +542,10 @@ fn main() {
         PARENT,
         &[
             ("time_namespace_with_offsets", time_namespace_with_offsets),
+            (
+                "exec_joins_the_time_namespace",
+                exec_joins_the_time_namespace,
+            ),
             (
                 "time_offsets_without_time_namespace_refused",
                 time_offsets_without_time_namespace_refused,
