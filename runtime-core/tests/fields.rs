@@ -122,6 +122,54 @@ fn exec_joins_the_time_namespace() {
     assert!(up >= 864000.0, "exec outside the offset clock: {up}");
 }
 
+fn joining_a_pid_namespace_makes_a_member() {
+    // A second container joins the first one's pid namespace by path: it is
+    // not pid 1 there, and it sees the first container's init as pid 1.
+    let first = "pidnsowner";
+    let b1 = bundle(PARENT, first, &["sleep", "1000"], |_| {});
+    let mut c = runtime_core::Container::create(runtime_core::CreateOpts {
+        exec_fifo: None,
+        id: first,
+        bundle: &b1,
+        stdio: runtime_core::Stdio::default(),
+    })
+    .unwrap();
+    c.start().unwrap();
+    let path = format!("/proc/{}/ns/pid", c.pid());
+    let out = std::panic::catch_unwind(|| {
+        applied(
+            "pidnsjoin",
+            "echo $$; cat /proc/1/cmdline | tr '\\0' ' '",
+            |v| {
+                for ns in v["linux"]["namespaces"].as_array_mut().unwrap() {
+                    if ns["type"] == "pid" {
+                        ns["path"] = json!(path);
+                    }
+                }
+            },
+        )
+    });
+    c.kill(libc::SIGKILL, false).unwrap();
+    c.init().reap_blocking().unwrap();
+    c.delete().unwrap();
+    let _ = std::fs::remove_dir_all(&b1);
+    let out = out.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "1", "the joiner became pid 1 of a new namespace");
+    assert_eq!(lines[1].trim(), "sleep 1000", "{out}");
+}
+
+fn seccomp_listener_metadata_alone_refused() {
+    refused(
+        "seccompmeta",
+        |v| {
+            v["linux"]["seccomp"] =
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "x"})
+        },
+        &["linux.seccomp.listenerMetadata"],
+    );
+}
+
 fn time_offsets_without_time_namespace_refused() {
     refused(
         "timeoffsets",
@@ -545,6 +593,14 @@ fn main() {
             (
                 "exec_joins_the_time_namespace",
                 exec_joins_the_time_namespace,
+            ),
+            (
+                "joining_a_pid_namespace_makes_a_member",
+                joining_a_pid_namespace_makes_a_member,
+            ),
+            (
+                "seccomp_listener_metadata_alone_refused",
+                seccomp_listener_metadata_alone_refused,
             ),
             (
                 "time_offsets_without_time_namespace_refused",
