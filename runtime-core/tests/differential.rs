@@ -23,7 +23,7 @@ const RUNC: &str = "/usr/sbin/runc";
 const PROBE: &str = include_str!("differential/probe.sh");
 /// Parent of every cgroup this run makes (its own: removed at the end).
 fn cg_parent() -> String {
-    format!("rshim-test-diff-{}", std::process::id())
+    format!("rshim-core-diff-{}", std::process::id())
 }
 
 fn repo() -> PathBuf {

@@ -8,7 +8,7 @@ mod common;
 use common::{bundle, cgroup_left, run};
 use serde_json::{json, Value};
 
-const PARENT: &str = "rshim-test-fields";
+const PARENT: &str = "rshim-core-fields";
 
 /// Runs `script` in a container with `edit` applied; returns its stdout.
 fn applied(name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> String {

@@ -26,6 +26,9 @@ pub fn repo() -> PathBuf {
 
 /// This run's own cgroup parent: concurrent runs (other worktrees) never
 /// share one, so removing ours at the end cannot race with their creates.
+/// (Named `rshim-core-*`, not `rshim-test*`: `scripts/containerd stop` sweeps
+/// every empty `rshim-test*` cgroup, which would take a test's fresh leaf away
+/// between its creation and the init joining it.)
 pub fn parent_dir(parent: &str) -> String {
     format!("{parent}-{}", std::process::id())
 }
