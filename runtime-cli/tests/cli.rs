@@ -67,6 +67,13 @@ fn create_start_state_kill_delete() {
         .status()
         .unwrap();
     assert!(st.success());
+    // Our own cgroup parent, outside the rshim-test* names that
+    // `scripts/containerd stop` sweeps while other suites run.
+    let cg_parent = format!("rshim-core-cli-{}", std::process::id());
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/{cg_parent}/bundle"));
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
     let cli = Cli {
         root: tmp.join("root"),
     };
@@ -137,11 +144,11 @@ fn create_start_state_kill_delete() {
         !cli.run(&["state", &id]).status.success(),
         "state after delete"
     );
-    let cg = format!(
-        "/sys/fs/cgroup/memory/rshim-test/{}",
-        bundle.file_name().unwrap().to_string_lossy()
-    );
+    let cg = format!("/sys/fs/cgroup/memory/{cg_parent}/bundle");
     assert!(!Path::new(&cg).exists(), "cgroup {cg} left behind");
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join(&cg_parent));
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -150,7 +150,7 @@ fn main() {
     for round in 0..=rounds {
         for (m, mode) in modes.iter().enumerate() {
             let id = format!("bench-{mode}-{pid}-{round}");
-            set_cgroup(&bundle, &format!("/rshim-test-bench/{id}"));
+            set_cgroup(&bundle, &format!("/rshim-core-bench-{pid}/{id}"));
             let root = tmp.join(format!("root-{mode}"));
             let t = Instant::now();
             match *mode {
@@ -165,7 +165,7 @@ fn main() {
         }
     }
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(h.path().join("rshim-test-bench"));
+        let _ = std::fs::remove_dir(h.path().join(format!("rshim-core-bench-{pid}")));
     }
     let _ = std::fs::remove_dir_all(&tmp);
     let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();

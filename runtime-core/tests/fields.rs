@@ -8,7 +8,7 @@ mod common;
 use common::{bundle, cgroup_left, run};
 use serde_json::{json, Value};
 
-const PARENT: &str = "rshim-test-fields";
+const PARENT: &str = "rshim-core-fields";
 
 /// Runs `script` in a container with `edit` applied; returns its stdout.
 fn applied(name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> String {
@@ -70,6 +70,103 @@ fn time_namespace_with_offsets() {
     assert!(
         uptime >= 864000.0 && uptime < host_up + 864000.0 + 60.0,
         "boottime offset: {uptime}"
+    );
+}
+
+fn exec_joins_the_time_namespace() {
+    let name = "timensexec";
+    let b = bundle(PARENT, name, &["sleep", "1000"], |v| {
+        add_ns(v, "time");
+        v["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000}});
+    });
+    let mut c = runtime_core::Container::create(runtime_core::CreateOpts {
+        exec_fifo: None,
+        id: name,
+        bundle: &b,
+        stdio: runtime_core::Stdio::default(),
+    })
+    .unwrap();
+    c.start().unwrap();
+    let init_ns = std::fs::read_link(format!("/proc/{}/ns/time", c.pid()));
+    let p: oci_spec::runtime::Process = serde_json::from_value(json!({
+        "args": ["sh", "-c", "readlink /proc/self/ns/time; cut -d' ' -f1 /proc/uptime"],
+        "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}
+    }))
+    .unwrap();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let exec = c.exec(
+        &p,
+        runtime_core::Stdio {
+            stdin: None,
+            stdout: Some(w),
+            stderr: None,
+        },
+    );
+    let mut out = String::new();
+    if let Ok((pidfd, _)) = &exec {
+        std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+        pidfd.reap_blocking().unwrap();
+    }
+    c.kill(libc::SIGKILL, false).unwrap();
+    c.init().reap_blocking().unwrap();
+    c.delete().unwrap();
+    let _ = std::fs::remove_dir_all(&b);
+    exec.unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        Some(lines[0]),
+        init_ns.as_ref().ok().and_then(|p| p.to_str()),
+        "{out}"
+    );
+    let up: f64 = lines[1].parse().unwrap();
+    assert!(up >= 864000.0, "exec outside the offset clock: {up}");
+}
+
+fn joining_a_pid_namespace_makes_a_member() {
+    // A second container joins the first one's pid namespace by path: it is
+    // not pid 1 there, and it sees the first container's init as pid 1.
+    let first = "pidnsowner";
+    let b1 = bundle(PARENT, first, &["sleep", "1000"], |_| {});
+    let mut c = runtime_core::Container::create(runtime_core::CreateOpts {
+        exec_fifo: None,
+        id: first,
+        bundle: &b1,
+        stdio: runtime_core::Stdio::default(),
+    })
+    .unwrap();
+    c.start().unwrap();
+    let path = format!("/proc/{}/ns/pid", c.pid());
+    let out = std::panic::catch_unwind(|| {
+        applied(
+            "pidnsjoin",
+            "echo $$; cat /proc/1/cmdline | tr '\\0' ' '",
+            |v| {
+                for ns in v["linux"]["namespaces"].as_array_mut().unwrap() {
+                    if ns["type"] == "pid" {
+                        ns["path"] = json!(path);
+                    }
+                }
+            },
+        )
+    });
+    c.kill(libc::SIGKILL, false).unwrap();
+    c.init().reap_blocking().unwrap();
+    c.delete().unwrap();
+    let _ = std::fs::remove_dir_all(&b1);
+    let out = out.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "1", "the joiner became pid 1 of a new namespace");
+    assert_eq!(lines[1].trim(), "sleep 1000", "{out}");
+}
+
+fn seccomp_listener_metadata_alone_refused() {
+    refused(
+        "seccompmeta",
+        |v| {
+            v["linux"]["seccomp"] =
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "x"})
+        },
+        &["linux.seccomp.listenerMetadata"],
     );
 }
 
@@ -493,6 +590,18 @@ fn main() {
         PARENT,
         &[
             ("time_namespace_with_offsets", time_namespace_with_offsets),
+            (
+                "exec_joins_the_time_namespace",
+                exec_joins_the_time_namespace,
+            ),
+            (
+                "joining_a_pid_namespace_makes_a_member",
+                joining_a_pid_namespace_makes_a_member,
+            ),
+            (
+                "seccomp_listener_metadata_alone_refused",
+                seccomp_listener_metadata_alone_refused,
+            ),
             (
                 "time_offsets_without_time_namespace_refused",
                 time_offsets_without_time_namespace_refused,

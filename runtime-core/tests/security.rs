@@ -12,7 +12,7 @@ use std::process::Command;
 use common::{bundle, cgroup_left, run};
 use serde_json::{json, Value};
 
-const PARENT: &str = "rshim-test-security";
+const PARENT: &str = "rshim-core-security";
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rshim-sec-{}-{name}", std::process::id()));

@@ -24,9 +24,18 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// This run's own cgroup parent: concurrent runs (other worktrees) never
+/// share one, so removing ours at the end cannot race with their creates.
+/// (Named `rshim-core-*`, not `rshim-test*`: `scripts/containerd stop` sweeps
+/// every empty `rshim-test*` cgroup, which would take a test's fresh leaf away
+/// between its creation and the init joining it.)
+pub fn parent_dir(parent: &str) -> String {
+    format!("{parent}-{}", std::process::id())
+}
+
 /// The cgroup (relative to each hierarchy) of test `name` under `parent`.
 pub fn cgroup_of(parent: &str, name: &str) -> String {
-    format!("/{parent}/{name}-{}", std::process::id())
+    format!("/{}/{name}", parent_dir(parent))
 }
 
 /// A fresh bundle from `test-bundles/gen` with its cgroup under `parent`,
@@ -119,7 +128,7 @@ pub fn main(parent: &str, tests: &[(&str, fn())]) -> ! {
         }
     }
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(h.path().join(parent));
+        let _ = std::fs::remove_dir(h.path().join(parent_dir(parent)));
     }
     println!(
         "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out\n",
