@@ -173,6 +173,32 @@ fn a_pod_member_shares_the_sandbox_pid_namespace_and_dies_with_it() {
     assert_eq!(ppid(bg[0]), Some(init_pid(sandbox)));
     let member_init = pids_running(&["sleep", "1014"]);
     assert_eq!(member_init.len(), 1);
+    // A member whose init exits while the pod lives on: what it started dies
+    // with it (its pid namespace does not end, so the shim kills them).
+    let short = "podshort";
+    run_detached(
+        short,
+        &["--annotation", &pod, "--with-ns", &sandbox_ns],
+        &["sh", "-c", "sleep 1016 >/dev/null 2>&1 & exec sleep 1017"],
+    );
+    wait_for("the short member's child", Duration::from_secs(20), || {
+        pids_running(&["sleep", "1016"]).len() == 1
+    });
+    assert!(run(&["task", "kill", "-s", "KILL", short]).status.success());
+    wait_for("the short member stopped", Duration::from_secs(30), || {
+        task_status(short).as_deref() == Some("STOPPED")
+    });
+    wait_for(
+        "the short member's child to die",
+        Duration::from_secs(20),
+        || pids_running(&["sleep", "1016"]).is_empty(),
+    );
+    assert_eq!(task_status(sandbox).as_deref(), Some("RUNNING"));
+    remove(short);
+    assert!(
+        shim_pids_for(sandbox).len() == 1,
+        "the pod's shim left early"
+    );
     // The sandbox's init exits: its pid namespace, and all in it, end.
     assert!(run(&["task", "kill", sandbox]).status.success());
     wait_for("both tasks stopped", Duration::from_secs(30), || {
@@ -199,4 +225,5 @@ fn a_pod_member_shares_the_sandbox_pid_namespace_and_dies_with_it() {
     remove(sandbox);
     assert_no_leftovers(sandbox);
     assert_no_leftovers(member);
+    assert_no_leftovers(short);
 }
