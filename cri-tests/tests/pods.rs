@@ -307,14 +307,25 @@ fn streaming_exec_with_a_terminal(c: &Cri, handler: &str) {
     };
     let url = c.call(c.rs().exec(req)).unwrap().url;
     let mut s = ExecStream::open(&url);
-    s.resize(101, 31);
-    s.stdin("[ -t 0 ] && echo IS-A-TTY; stty size; echo $((6*7))X\n");
+    // Computed markers: the terminal echoes what we type, the result differs from it.
+    s.stdin("[ -t 0 ] && echo TTY$((1+1)); echo $((6*7))X\n");
     let out = s.read_until("42X", WAIT);
-    assert!(out.contains("IS-A-TTY"), "{out:?}");
-    assert!(
-        out.contains("31 101"),
-        "terminal size did not arrive: {out:?}"
-    );
+    assert!(out.contains("TTY2"), "stdin is not a terminal: {out:?}");
+    // containerd applies a resize once the exec process runs, asynchronously to stdin:
+    // ask until the size has arrived (as `kubectl exec -t` sends it on every change).
+    s.resize(101, 31);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        s.stdin("stty size\n");
+        if s.read_for(Duration::from_millis(300)).contains("31 101") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "terminal size did not arrive: {:?}",
+            String::from_utf8_lossy(&s.stdout)
+        );
+    }
     s.stdin("exit 5\n");
     let status = s.wait(WAIT);
     assert!(
