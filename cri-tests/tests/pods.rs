@@ -38,6 +38,7 @@ both_handlers!(
     security_context_reaches_the_container,
     host_namespaces,
     shared_pid_namespace,
+    restart_and_bad_command_in_a_pod,
     twenty_concurrent_pods,
 );
 
@@ -721,6 +722,43 @@ fn shared_pid_namespace(c: &Cri, handler: &str) {
     assert!(
         !ps.contains("sleep 100001") && ps.contains("sleep 100002"),
         "{ps}"
+    );
+    pod.destroy(c);
+}
+
+fn restart_and_bad_command_in_a_pod(c: &Cri, handler: &str) {
+    let mut pod = Pod::run(c, pod_config("restart"), handler);
+    // A container that exits, then its restart (attempt 1) as the kubelet does it.
+    let first = pod.container(c, &container_config("app", "echo run0; exit 3"));
+    let st = c.wait_exited(&first, WAIT);
+    assert_eq!(st.exit_code, 3, "{st:?}");
+    assert_eq!(st.reason, "Error", "{st:?}");
+    let mut again = container_config("app", "exec sleep 100000");
+    again.metadata.as_mut().unwrap().attempt = 1;
+    again.log_path = "app-1.log".into();
+    let second = pod.container(c, &again);
+    assert_eq!(c.sh(&second, "echo up"), "up");
+    // A command that does not exist: StartContainer fails naming it; the pod lives on.
+    let bad = container_config("bad", "unused");
+    let mut bad = cri::ContainerConfig {
+        command: vec!["/no/such/binary".into()],
+        ..bad
+    };
+    bad.log_path = "bad.log".into();
+    let id = c.create(&pod.id, &bad, &pod.config).unwrap();
+    pod.containers.push(id.clone());
+    let err = c.start(&id).expect_err("started a missing binary");
+    println!(
+        "{handler}: StartContainer of a missing binary: {}",
+        err.message()
+    );
+    assert!(err.message().contains("/no/such/binary"), "{err:?}");
+    assert_eq!(c.sh(&second, "echo still-up"), "still-up");
+    assert_eq!(pod.shims().len(), 1, "{:?}", pod.shims());
+    c.remove_container(&id).unwrap();
+    assert!(
+        host::mounts_mentioning(&id).is_empty(),
+        "mounts of the failed container"
     );
     pod.destroy(c);
 }
