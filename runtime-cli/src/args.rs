@@ -63,6 +63,72 @@ fn is_bool(cmd: &str, flag: &str) -> bool {
     ) || (cmd == "ps" && flag == "json")
 }
 
+/// The flags each command implements. Every other flag is refused by name:
+/// a runc flag we accepted and ignored would silently change behaviour.
+fn supported(cmd: &str) -> &'static [&'static str] {
+    match cmd {
+        "create" => &["bundle", "b", "pid-file", "console-socket", "preserve-fds"],
+        "run" => &["bundle", "b", "pid-file", "console-socket", "preserve-fds"],
+        "kill" => &["all", "a"],
+        "delete" => &["force", "f"],
+        "ps" => &["format", "f"],
+        "exec" => &[
+            "process",
+            "p",
+            "detach",
+            "d",
+            "pid-file",
+            "console-socket",
+            "tty",
+            "t",
+            "cwd",
+            "env",
+            "e",
+            "user",
+            "u",
+            "preserve-fds",
+        ],
+        "update" => &["resources", "r"],
+        _ => &[],
+    }
+}
+
+/// Why a runc flag we know is not supported.
+fn refused(flag: &str) -> Option<&'static str> {
+    Some(match flag {
+        "no-pivot" => "runtime-core always uses pivot_root in a mount namespace",
+        "no-new-keyring" => "runtime-core always gives the container its own session keyring",
+        "detach" | "d" => "`run --detach` is not supported: use create and start",
+        "keep" => "`run --keep` is not supported",
+        "no-subreaper" => "not supported",
+        "cap" | "c" | "additional-gids" | "g" | "apparmor" | "process-label" | "no-new-privs" => {
+            "give the exec process as --process FILE instead"
+        }
+        "systemd-cgroup" => "the systemd cgroup driver is not supported",
+        _ => return None,
+    })
+}
+
+/// Refuses flags `cmd` does not implement, naming each.
+pub fn check_flags(cmd: &Cmd) -> Result<(), String> {
+    for (name, value) in &cmd.flags {
+        if supported(&cmd.name).contains(&name.as_str()) {
+            if name == "preserve-fds" && value != "0" {
+                return Err(format!(
+                    "{}: --preserve-fds {value}: passing extra fds is not supported",
+                    cmd.name
+                ));
+            }
+            continue;
+        }
+        return Err(match refused(name) {
+            Some(why) => format!("{}: --{name}: {why}", cmd.name),
+            None => format!("{}: flag --{name} is not supported by rshim-runc", cmd.name),
+        });
+    }
+    Ok(())
+}
+
 pub fn parse(argv: &[String]) -> Result<(Global, Cmd), String> {
     let mut g = Global {
         root: "/run/rshim-runc".into(),
@@ -94,8 +160,14 @@ pub fn parse(argv: &[String]) -> Result<(Global, Cmd), String> {
             "systemd-cgroup" => {
                 return Err("--systemd-cgroup: the systemd cgroup driver is not supported".into())
             }
-            "criu" | "rootless" => {
+            // Global flags go-runc may pass that change nothing for us.
+            "criu" => {
                 value()?;
+            }
+            "rootless" => {
+                if value()? == "true" {
+                    return Err("--rootless true: rootless containers are not supported".into());
+                }
             }
             "version" | "v" => cmd.name = "--version".into(),
             "help" | "h" => cmd.name = "--help".into(),
@@ -153,6 +225,31 @@ mod tests {
             ("create", Some("/b"), Some("/b/pid"))
         );
         assert_eq!(c.args, ["c1"]);
+    }
+
+    #[test]
+    fn unimplemented_flags_are_refused_by_name() {
+        for (line, want) in [
+            (
+                "create --bundle /b --no-pivot c1",
+                "--no-pivot: runtime-core always uses pivot_root",
+            ),
+            (
+                "create --bundle /b --no-new-keyring c1",
+                "own session keyring",
+            ),
+            ("create --bundle /b --preserve-fds 2 c1", "--preserve-fds 2"),
+            ("run -d --bundle /b c1", "use create and start"),
+            ("update --memory 100 c1", "flag --memory is not supported"),
+            ("exec --cap CAP_SYS_ADMIN c1 sh", "--process FILE"),
+        ] {
+            let (_, c) = p(line);
+            let e = check_flags(&c).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+        let (_, c) = p("create --bundle /b --pid-file /p --console-socket /s --preserve-fds 0 c1");
+        check_flags(&c).unwrap();
+        assert!(parse(&["--rootless".into(), "true".into(), "state".into()]).is_err());
     }
 
     #[test]

@@ -26,6 +26,9 @@ fn main() {
         Ok(p) => p,
         Err(e) => fail(&Global::default(), &e),
     };
+    if let Err(e) = args::check_flags(&cmd) {
+        fail(&g, &e);
+    }
     let r = match cmd.name.as_str() {
         "create" => create(&g, &cmd),
         "start" => start(&g, &cmd),
@@ -382,11 +385,12 @@ fn exec(g: &Global, cmd: &Cmd) -> Res {
                 .process()
                 .clone()
                 .ok_or("the container has no process")?;
-            p.set_args(Some(cmd.args[1..].to_vec()));
-            p.set_terminal(Some(cmd.has("tty") || cmd.has("t")));
             if cmd.args.len() < 2 {
                 return Err("exec: give --process FILE or a command".into());
             }
+            p.set_args(Some(cmd.args[1..].to_vec()));
+            p.set_terminal(Some(cmd.has("tty") || cmd.has("t")));
+            exec_overrides(&mut p, cmd)?;
             p
         }
     };
@@ -408,6 +412,40 @@ fn exec(g: &Global, cmd: &Cmd) -> Res {
     // The process is our child (CLONE_PARENT from the helper): wait for it.
     let status = pidfd.reap_blocking().map_err(|e| e.to_string())?;
     std::process::exit(status.0 as i32)
+}
+
+/// `exec ID CMD` flags over the container's own process settings, as runc.
+fn exec_overrides(p: &mut oci_spec::runtime::Process, cmd: &Cmd) -> Res {
+    if let Some(cwd) = cmd.flag("cwd") {
+        p.set_cwd(PathBuf::from(cwd));
+    }
+    let extra: Vec<String> = cmd
+        .flags
+        .iter()
+        .filter(|(k, _)| k == "env" || k == "e")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if !extra.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for e in extra {
+            let key = e.split('=').next().unwrap_or_default().to_string();
+            env.retain(|old| old.split('=').next() != Some(key.as_str()));
+            env.push(e);
+        }
+        p.set_env(Some(env));
+    }
+    if let Some(u) = cmd.flag("user").or(cmd.flag("u")) {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let id = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| format!("exec --user {u}: want UID[:GID] as numbers"))
+        };
+        let mut user = p.user().clone();
+        user.set_uid(id(uid)?);
+        user.set_gid(id(gid)?);
+        p.set_user(user);
+    }
+    Ok(())
 }
 
 fn update(g: &Global, cmd: &Cmd) -> Res {
@@ -437,12 +475,14 @@ fn features() -> Res {
             "nostrictatime", "bind", "rbind", "private", "rprivate", "shared", "rshared", "slave", "rslave",
             "unbindable", "runbindable"],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {"enabled": true, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
                 "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"]},
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}},
         },
         "annotations": {"io.github.rshim.runtime": "runtime-core"},
     });

@@ -67,6 +67,13 @@ fn create_start_state_kill_delete() {
         .status()
         .unwrap();
     assert!(st.success());
+    // Our own cgroup parent, outside the rshim-test* names that
+    // `scripts/containerd stop` sweeps while other suites run.
+    let cg_parent = format!("rshim-core-cli-{}", std::process::id());
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/{cg_parent}/bundle"));
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
     let cli = Cli {
         root: tmp.join("root"),
     };
@@ -99,6 +106,26 @@ fn create_start_state_kill_delete() {
     let o = cli.run(&["ps", "--format", "json", &id]);
     let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
     assert!(pids.contains(&pid), "{pids:?}");
+    // `exec ID CMD` with runc's overrides of the container's process.
+    let o = cli.run(&[
+        "exec",
+        "--cwd",
+        "/tmp",
+        "--env",
+        "FOO=bar",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "pwd; echo $FOO; id -u; id -g",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "/tmp\nbar\n1000\n1000\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = cli.run(&["delete", &id]);
     assert!(!o.status.success(), "deleted a running container");
     assert!(String::from_utf8_lossy(&o.stderr).contains("not stopped"));
@@ -117,11 +144,11 @@ fn create_start_state_kill_delete() {
         !cli.run(&["state", &id]).status.success(),
         "state after delete"
     );
-    let cg = format!(
-        "/sys/fs/cgroup/memory/rshim-test/{}",
-        bundle.file_name().unwrap().to_string_lossy()
-    );
+    let cg = format!("/sys/fs/cgroup/memory/{cg_parent}/bundle");
     assert!(!Path::new(&cg).exists(), "cgroup {cg} left behind");
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join(&cg_parent));
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
@@ -140,4 +167,40 @@ fn unknown_command_and_features() {
         .unwrap()
         .iter()
         .any(|n| n == "user"));
+}
+
+#[test]
+fn unsupported_flag_is_one_logged_error_and_nothing_is_made() {
+    let tmp = std::env::temp_dir().join(format!("rshim-cli-flag-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let log = tmp.join("log.json");
+    let root = tmp.join("root");
+    let o = Command::new(env!("CARGO_BIN_EXE_rshim-runc"))
+        .arg("--root")
+        .arg(&root)
+        .arg("--log")
+        .arg(&log)
+        .args([
+            "--log-format",
+            "json",
+            "create",
+            "--no-new-keyring",
+            "--bundle",
+        ])
+        .arg(&tmp)
+        .arg("flagged")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let line = std::fs::read_to_string(&log).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["level"], "error");
+    assert!(
+        v["msg"].as_str().unwrap().contains("--no-new-keyring"),
+        "{line}"
+    );
+    assert!(!root.join("flagged").exists(), "state left behind");
+    let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -43,6 +43,8 @@ pub struct InitConfig {
 /// the container init's pidfd travels with it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ExecConfig {
+    /// The container's id (names the exec's session keyring).
+    pub id: String,
     pub process: oci_spec::runtime::Process,
     /// The container's seccomp profile applies to execs too.
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,

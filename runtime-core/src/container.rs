@@ -39,8 +39,10 @@ pub struct Container {
     id: String,
     bundle: PathBuf,
     init: Pidfd,
-    /// Held until `start`: the init blocks on it before `execve`.
-    chan: Option<Channel>,
+    /// Held until `start`: the init blocks on it before `execve`. Behind a
+    /// mutex so a caller sharing the container (`Arc`) can start it through
+    /// `&self` while other threads signal it or read its stats.
+    chan: std::sync::Mutex<Option<Channel>>,
     /// The init's terminal master until the caller takes it.
     console: Option<OwnedFd>,
     /// What poststart/poststop hooks need after create.
@@ -76,7 +78,7 @@ impl Container {
                 id,
                 bundle,
                 init: l.pidfd,
-                chan: Some(l.chan),
+                chan: std::sync::Mutex::new(Some(l.chan)),
                 console: l.console,
                 hooks: spec.hooks().clone(),
                 annotations: spec.annotations().clone(),
@@ -101,7 +103,7 @@ impl Container {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
             init: Pidfd::open(pid)?,
-            chan: None,
+            chan: std::sync::Mutex::new(None),
             console: None,
             hooks: spec.hooks().clone(),
             annotations: spec.annotations().clone(),
@@ -135,8 +137,17 @@ impl Container {
 
     /// Lets the init `execve` the user process.
     pub fn start(&mut self) -> Result<()> {
+        self.start_shared()
+    }
+
+    /// [`Container::start`] through a shared reference, for callers that keep
+    /// the container in an `Arc` and must not serialize every other operation
+    /// (kill, stats, exec) behind the start.
+    pub fn start_shared(&self) -> Result<()> {
         let chan = self
             .chan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| Error::Protocol(format!("container {} was already started", self.id)))?;
         release(chan)?;
@@ -175,6 +186,7 @@ impl Container {
     ) -> Result<(Pidfd, Option<OwnedFd>)> {
         spec::check_process(process, "exec process")?;
         let cfg = ExecConfig {
+            id: self.id.clone(),
             process: process.clone(),
             seccomp: self.seccomp.clone(),
             cgroups: self.cgroup.dirs(),
@@ -238,9 +250,9 @@ impl Container {
 
     /// Removes what `create` made. The init must have exited (and been reaped);
     /// processes left in the cgroup are killed.
-    pub fn delete(mut self) -> Result<()> {
+    pub fn delete(self) -> Result<()> {
         // Dropping the channel releases an init still waiting for start: it exits.
-        drop(self.chan.take());
+        drop(self.chan.lock().unwrap_or_else(|e| e.into_inner()).take());
         let res = self.cgroup.destroy();
         // A failing poststop hook is logged; the delete goes on (runtime-spec).
         if let Err(e) = self.run_hooks("poststop", "stopped") {
@@ -274,10 +286,12 @@ struct Launched {
 /// process it clones to be set up and waiting for Start.
 fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<Launched> {
     let (ours, theirs) = Channel::pair()?;
-    let exe = sealed::exe_path()?;
-    let mut child = helper_command(&exe, &theirs, stdio)
+    let exe = sealed::copy()?;
+    let mut child = helper_command(&sealed::path(&exe), &theirs, stdio)
         .spawn()
         .map_err(|e| Error::sys("spawn", "container init helper", e))?;
+    // spawn() returned: the helper's execve is done and holds its own reference.
+    drop(exe);
     // Only the helper may hold its end, or we would never see EOF from it.
     drop(theirs);
     let sent = ours.send(&msg, fd);

@@ -5,30 +5,21 @@
 //! `/proc/<helper>/exe` and overwrite the shim binary on the host
 //! (CVE-2019-5736, the runc escape). A memfd sealed against writes, growth and
 //! shrinking cannot be modified by anyone, so there is nothing to overwrite.
-//! One copy is made lazily per shim process and reused for every container.
+//! A fresh copy is made for every helper and closed once the helper has
+//! exec'd from it: an idle shim holds no copy (2–3 MB of shared memory each
+//! otherwise), at the cost of one in-kernel file copy per create or exec.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::OnceLock;
 
 use crate::error::{last, Error, Result};
 
-static SEALED: OnceLock<OwnedFd> = OnceLock::new();
-
-/// Path that executes the sealed copy (`/proc/self/fd/N`).
-pub fn exe_path() -> Result<String> {
-    if let Some(fd) = SEALED.get() {
-        return Ok(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    }
-    let fd = seal_self()?;
-    // Another thread may have won the race; either copy is fine.
-    let fd = SEALED.get_or_init(|| fd);
-    Ok(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-fn seal_self() -> Result<OwnedFd> {
+/// A sealed, executable copy of our own binary. Run it through
+/// `/proc/self/fd/N` ([`path`]); it is close-on-exec, and `execve` holds the
+/// file open for the new image, so it can be dropped once the child exec'd.
+pub fn copy() -> Result<OwnedFd> {
     let name = CString::new("containerd-shim-rust-v1").unwrap();
     let raw = unsafe {
         libc::memfd_create(
@@ -59,6 +50,11 @@ fn seal_self() -> Result<OwnedFd> {
         return Err(last("fcntl(F_ADD_SEALS)", "sealed shim binary"));
     }
     Ok(memfd)
+}
+
+/// Path that executes the sealed copy `fd`.
+pub fn path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
 /// True when `fd` carries every seal we rely on (used by tests and by `init`).

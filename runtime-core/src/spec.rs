@@ -47,8 +47,38 @@ pub fn rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     }
 }
 
-/// Refuses the fields we do not implement yet, each by name.
+/// Why an SELinux or AppArmor field cannot be honoured on this host.
+fn lsm_refusal(lsm: &str) -> String {
+    let enabled = match lsm {
+        "SELinux" => std::path::Path::new("/sys/fs/selinux/enforce").exists(),
+        _ => std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|v| v.trim() == "Y"),
+    };
+    if enabled {
+        format!("{lsm} labels are not supported by this runtime: remove the field")
+    } else {
+        format!(
+            "{lsm} is not enabled on this host, so the label cannot be applied: remove the field"
+        )
+    }
+}
+
+/// Refuses, each by name, what this runtime does not do: everything else in
+/// the spec is applied (see the module of each concern).
 pub fn check_supported(spec: &Spec) -> Result<()> {
+    for (field, set) in [
+        ("solaris", spec.solaris().is_some()),
+        ("windows", spec.windows().is_some()),
+        ("vm", spec.vm().is_some()),
+        ("zos", spec.zos().is_some()),
+    ] {
+        if set {
+            return Err(Error::unsupported(
+                field,
+                "this is a Linux runtime: only the linux section applies",
+            ));
+        }
+    }
     let process = spec.process().as_ref().ok_or_else(|| {
         Error::unsupported(
             "process",
@@ -75,21 +105,73 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
                     ));
                 }
             }
-            LinuxNamespaceType::Time => {
+            LinuxNamespaceType::Time if !Path::new("/proc/self/ns/time").exists() => {
                 return Err(Error::unsupported(
                     "linux.namespaces[time]",
-                    "time namespaces are not supported yet",
+                    "this kernel has no time namespaces (Linux 5.6+ with CONFIG_TIME_NS)",
                 ))
             }
             _ => {}
         }
     }
-    for (field, set) in [
-        ("linux.intelRdt", linux.intel_rdt().is_some()),
-        ("linux.mountLabel", linux.mount_label().is_some()),
+    let has_time_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none());
+    if let Some(offsets) = linux.time_offsets() {
+        if !has_time_ns {
+            return Err(Error::unsupported(
+                "linux.timeOffsets",
+                "offsets need a new time namespace: add {\"type\": \"time\"} to linux.namespaces",
+            ));
+        }
+        if let Some(clock) = offsets
+            .keys()
+            .find(|k| !matches!(k.as_str(), "monotonic" | "boottime"))
+        {
+            return Err(Error::unsupported(
+                format!("linux.timeOffsets[{clock}]"),
+                "only the monotonic and boottime clocks have offsets",
+            ));
+        }
+    }
+    if linux.mount_label().is_some() {
+        return Err(Error::unsupported(
+            "linux.mountLabel",
+            lsm_refusal("SELinux"),
+        ));
+    }
+    for (field, set, why) in [
+        (
+            "linux.intelRdt",
+            linux.intel_rdt().is_some(),
+            "Intel RDT (resctrl) is not supported by this runtime",
+        ),
+        (
+            "linux.memoryPolicy",
+            linux.memory_policy().is_some(),
+            "NUMA memory policies are not supported by this runtime",
+        ),
+        (
+            "linux.netDevices",
+            linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+            "moving host network devices into the container is not supported by this runtime",
+        ),
     ] {
         if set {
-            return Err(Error::unsupported(field, "not supported yet"));
+            return Err(Error::unsupported(field, why));
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(Error::unsupported(
+                format!(
+                    "mounts[{}].uidMappings/gidMappings",
+                    m.destination().display()
+                ),
+                "ID-mapped mounts are not supported by this runtime",
+            ));
         }
     }
     if let Some(path) = linux.cgroups_path() {
@@ -106,7 +188,7 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Refuses the process fields we do not implement yet (for the init and for execs).
+/// Refuses the process fields we do not implement (for the init and for execs).
 pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::unsupported(
@@ -114,15 +196,26 @@ pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Resu
             "must name the command to run",
         ));
     }
+    if process.apparmor_profile().is_some() {
+        return Err(Error::unsupported(
+            format!("{prefix}.apparmorProfile"),
+            lsm_refusal("AppArmor"),
+        ));
+    }
+    if process.selinux_label().is_some() {
+        return Err(Error::unsupported(
+            format!("{prefix}.selinuxLabel"),
+            lsm_refusal("SELinux"),
+        ));
+    }
     for (field, set) in [
-        ("apparmorProfile", process.apparmor_profile().is_some()),
-        ("selinuxLabel", process.selinux_label().is_some()),
-        ("scheduler", process.scheduler().is_some()),
+        ("commandLine", process.command_line().is_some()),
+        ("user.username", process.user().username().is_some()),
     ] {
         if set {
             return Err(Error::unsupported(
                 format!("{prefix}.{field}"),
-                "not supported on this host yet",
+                "is for Windows containers only",
             ));
         }
     }

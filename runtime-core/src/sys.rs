@@ -139,6 +139,23 @@ pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> io::Result<()> {
 /// so neither `..` nor an absolute symlink can leave it. Magic links
 /// (`/proc/*/fd/*`) are refused too.
 pub fn openat2_in_root(root: RawFd, path: &CStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    openat2(
+        root,
+        path,
+        flags,
+        mode,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// `openat2` with the given `RESOLVE_*` flags (always `O_CLOEXEC`).
+pub fn openat2(
+    dir: RawFd,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     // Our own layout of `struct open_how` (libc's is non-exhaustive).
     #[repr(C)]
     struct OpenHow {
@@ -153,13 +170,13 @@ pub fn openat2_in_root(root: RawFd, path: &CStr, flags: i32, mode: u32) -> io::R
         } else {
             0
         },
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     loop {
         let r = unsafe {
             libc::syscall(
                 libc::SYS_openat2,
-                root,
+                dir,
                 path.as_ptr(),
                 &how as *const OpenHow,
                 std::mem::size_of::<OpenHow>(),

@@ -41,7 +41,7 @@ fn bundle(name: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
     assert!(st.success(), "test-bundles/gen bundle failed");
     let cfg = dir.join("config.json");
     let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    v["linux"]["cgroupsPath"] = json!(format!("/rshim-test-core/{name}-{}", std::process::id()));
+    v["linux"]["cgroupsPath"] = json!(format!("/rshim-core-tests/{name}-{}", std::process::id()));
     edit(&mut v);
     std::fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
     dir
@@ -213,7 +213,7 @@ fn user_caps_and_nnp() {
 fn cgroup_is_made_joined_and_removed() {
     let name = "cgroup";
     let b = bundle(name, &["cat", "/proc/self/cgroup"], |_| {});
-    let cg = format!("/rshim-test-core/{name}-{}", std::process::id());
+    let cg = format!("/rshim-core-tests/{name}-{}", std::process::id());
     let o = run(&b, name).unwrap();
     let _ = std::fs::remove_dir_all(&b);
     assert!(
@@ -237,7 +237,7 @@ fn missing_rootfs_is_one_clear_error() {
     let _ = std::fs::remove_dir_all(&b);
     assert!(err.contains("root.path /nonexistent/rootfs"), "{err}");
     let cg = format!(
-        "/sys/fs/cgroup/memory/rshim-test-core/norootfs-{}",
+        "/sys/fs/cgroup/memory/rshim-core-tests/norootfs-{}",
         std::process::id()
     );
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
@@ -249,7 +249,7 @@ fn missing_command_fails_create() {
     let _ = std::fs::remove_dir_all(&b);
     assert!(err.contains("/bin/does-not-exist"), "{err}");
     let cg = format!(
-        "/sys/fs/cgroup/memory/rshim-test-core/nocmd-{}",
+        "/sys/fs/cgroup/memory/rshim-core-tests/nocmd-{}",
         std::process::id()
     );
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
@@ -364,7 +364,7 @@ fn exec_joins_the_container() {
     assert_eq!(lines[1], "rshim");
     assert_eq!(lines[2], "1000");
     assert!(
-        lines[3].ends_with(&format!("/rshim-test-core/{name}-{}", std::process::id())),
+        lines[3].ends_with(&format!("/rshim-core-tests/{name}-{}", std::process::id())),
         "{out}"
     );
     assert_eq!(lines[4].trim(), "0 1 2 3", "fds of the exec process: {out}");
@@ -594,7 +594,7 @@ fn failing_or_slow_hook_fails_create() {
     assert!(err.contains("timed out"), "{err}");
     assert!(t.elapsed() < std::time::Duration::from_secs(10));
     let cg = format!(
-        "/sys/fs/cgroup/memory/rshim-test-core/hookslow-{}",
+        "/sys/fs/cgroup/memory/rshim-core-tests/hookslow-{}",
         std::process::id()
     );
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
@@ -896,7 +896,7 @@ fn main() {
         }
     }
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(h.path().join("rshim-test-core"));
+        let _ = std::fs::remove_dir(h.path().join("rshim-core-tests"));
     }
     println!(
         "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out\n",

@@ -94,9 +94,14 @@ pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
     pub rootfs_mounted: bool,
-    /// `None` once deleted. A std mutex: held only around short syscalls or
-    /// inside `spawn_blocking`, never across an `.await`.
-    pub core: Mutex<Option<runtime_core::Container>>,
+    /// The container has no pid namespace of its own: see `shares_pid_namespace`.
+    pub kill_all_on_exit: bool,
+    /// `None` once deleted. The mutex guards only the slot: callers clone the
+    /// `Arc` out ([`Container::core`]) and work on it unlocked, so a slow exec
+    /// or start on a blocking thread never stalls a Kill, Stats or exit reap
+    /// on the (single) async thread. One lock held across such work is the
+    /// deadlock the rust-extensions runc shim had.
+    pub core: Mutex<Option<Arc<runtime_core::Container>>>,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     /// The cgroup's OOM eventfd, shared by the OOM watcher and the init's exit
@@ -108,6 +113,11 @@ pub struct Container {
 }
 
 impl Container {
+    /// The runtime-core handle, unless the container was deleted.
+    pub fn core(&self) -> Option<Arc<runtime_core::Container>> {
+        self.core.lock().unwrap().clone()
+    }
+
     /// The init (empty `exec_id`) or one of the execs.
     pub fn process(&self, exec_id: &str) -> Option<Arc<Process>> {
         if exec_id.is_empty() {
@@ -120,11 +130,7 @@ impl Container {
     /// Reaps `p` if it has exited.
     fn try_reap(&self, p: &Process) -> Option<u32> {
         let r = if p.exec_id.is_empty() {
-            self.core
-                .lock()
-                .unwrap()
-                .as_ref()
-                .map(|k| k.init().try_reap())
+            self.core().map(|k| k.init().try_reap())
         } else {
             p.pidfd.lock().unwrap().as_ref().map(|fd| fd.try_reap())
         };
@@ -162,6 +168,19 @@ pub fn watch_exit(
                 None => guard.clear_ready(),
             }
         };
+        crate::reaper::untrack(p.pid() as i32);
+        if p.exec_id.is_empty() && c.kill_all_on_exit {
+            // No pid namespace ends with this init: end what it leaves behind
+            // (they would also hold its output open, so it never drained).
+            if let Some(core) = c.core() {
+                if let Err(e) = core.kill(libc::SIGKILL, true) {
+                    log::warn!(
+                        "container {}: kill its processes after the init's exit: {e}",
+                        c.id
+                    );
+                }
+            }
+        }
         // Output written before the exit must reach the client before the exit does.
         let outputs =
             p.io.lock()
@@ -177,13 +196,18 @@ pub fn watch_exit(
         }
         if p.exec_id.is_empty() {
             // The execs die with the init's pid namespace; report them first.
+            // One deadline for all of them, not one each: many execs must not
+            // hold the init's exit back for long.
             let execs: Vec<_> = c.execs.lock().unwrap().values().cloned().collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             for e in execs.iter().filter(|e| e.status() == Status::Running) {
-                let _ = tokio::time::timeout(Duration::from_secs(2), e.wait()).await;
+                let _ = tokio::time::timeout_at(deadline, e.wait()).await;
             }
         }
         let _order = c.event_order.lock().await;
-        if p.exec_id.is_empty() {
+        // An OOM kill of this process (init or exec) is reported before its exit,
+        // whichever of the two watchers the kernel woke first.
+        {
             let oom = c.oom.lock().unwrap().clone();
             if oom.is_some_and(|fd| take_event(&fd)) {
                 publisher.publish(Event::Oom(TaskOOM {

@@ -7,6 +7,7 @@
 
 mod address;
 mod args;
+mod checkpoint;
 mod container;
 mod delete;
 mod events;
@@ -14,6 +15,7 @@ mod io;
 mod logger;
 mod metrics;
 mod protocol;
+mod reaper;
 mod server;
 mod service;
 mod start;

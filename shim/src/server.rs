@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use crate::args::Flags;
 use crate::events::Publisher;
 use crate::service::Service;
-use crate::{address, logger};
+use crate::{address, logger, reaper};
 
 /// The listening socket `start` passes to the daemon.
 pub const LISTENER_FD: i32 = 3;
@@ -18,6 +18,10 @@ const V3: &str = "containerd.task.v3.Task";
 
 pub fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     logger::init(&flags.id, flags.debug);
+    // Orphans of our containers become ours, not the machine's (see reaper).
+    if let Err(e) = reaper::become_subreaper() {
+        log::warn!("prctl(PR_SET_CHILD_SUBREAPER): {e}: orphans will escape to pid 1");
+    }
     // One thread serves everything: requests are short, and blocking runtime
     // work goes to spawn_blocking. It keeps the shim's memory small.
     // Blocking threads (container create/start/delete) go away soon after use,
@@ -40,6 +44,7 @@ async fn serve(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     let ttrpc_address =
         std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", flags.address));
     let publisher = Publisher::spawn(ttrpc_address, flags.namespace.clone());
+    reaper::spawn()?;
     let shutdown = Arc::new(Notify::new());
     let service = Arc::new(Service::new(
         publisher,

@@ -29,7 +29,7 @@ use ttrpc::{Code, Error as TtrpcError};
 
 use crate::container::{self, Container, Process, Status};
 use crate::events::{Event, Publisher};
-use crate::{io, workdir};
+use crate::{io, reaper, workdir};
 
 type Res<T> = ttrpc::Result<T>;
 
@@ -46,13 +46,6 @@ fn core_err(e: runtime_core::Error) -> TtrpcError {
         _ => Code::INTERNAL,
     };
     err(code, e.to_string())
-}
-
-fn unimplemented(method: &str) -> TtrpcError {
-    err(
-        Code::UNIMPLEMENTED,
-        format!("{method} is not implemented by containerd-shim-rust-v1 yet"),
-    )
 }
 
 pub struct Service {
@@ -116,13 +109,32 @@ fn undo_create(bundle: &Path, mounted: bool) {
     }
 }
 
+/// What [`create_blocking`] made.
+struct Created {
+    core: runtime_core::Container,
+    rootfs_mounted: bool,
+    kill_all_on_exit: bool,
+}
+
+/// A container without a pid namespace of its own (none in the spec, or one
+/// joined by path, like a pod's): its processes do not die with its init by
+/// themselves, so the shim kills them (as containerd's runc shim does).
+fn shares_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    !namespaces.is_some_and(|all| {
+        all.iter()
+            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none())
+    })
+}
+
 /// Host-side creation, run on a blocking thread: work dir, rootfs, container.
 fn create_blocking(
     req: &CreateTaskRequest,
     stdio: runtime_core::Stdio,
-) -> runtime_core::Result<(runtime_core::Container, bool)> {
+) -> runtime_core::Result<Created> {
     let bundle = PathBuf::from(&req.bundle);
     let spec = runtime_core::spec::load(&bundle)?;
+    let kill_all_on_exit = shares_pid_namespace(&spec);
     let wd = workdir::create(&bundle, &spec)
         .map_err(|e| runtime_core::Error::sys("mkdir", workdir::path(&bundle).display(), e))?;
     let mounts: Vec<_> = req
@@ -135,6 +147,8 @@ fn create_blocking(
         })
         .collect();
     let mounted = !mounts.is_empty();
+    // The helper and the init are our children: not orphans (see reaper).
+    let _gate = reaper::spawning();
     let result =
         runtime_core::rootfs_mount::mount_all(&mounts, &bundle.join("rootfs")).and_then(|_| {
             runtime_core::Container::create(runtime_core::CreateOpts {
@@ -146,12 +160,32 @@ fn create_blocking(
         });
     match result {
         Ok(c) => {
+            reaper::track(c.pid());
             let _ = std::fs::write(wd.join("init.pid"), c.pid().to_string());
-            Ok((c, mounted))
+            Ok(Created {
+                core: c,
+                rootfs_mounted: mounted,
+                kill_all_on_exit,
+            })
         }
         Err(e) => {
             undo_create(&bundle, mounted);
             Err(e)
+        }
+    }
+}
+
+/// The container once no in-flight operation (a Stats or Exec that cloned
+/// the handle just before Delete took it) still uses it. Those finish
+/// promptly: the init is gone, so an exec fails at once.
+fn sole_owner(mut core: Arc<runtime_core::Container>) -> runtime_core::Container {
+    loop {
+        match Arc::try_unwrap(core) {
+            Ok(k) => return k,
+            Err(shared) => {
+                core = shared;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
     }
 }
@@ -171,8 +205,12 @@ impl Service {
         }
         let order = c.event_order.lock().await;
         let c2 = c.clone();
-        tokio::task::spawn_blocking(move || match c2.core.lock().unwrap().as_mut() {
-            Some(core) => core.start(),
+        tokio::task::spawn_blocking(move || match c2.core() {
+            // poststart hooks are our children, reaped by the hook runner.
+            Some(core) => {
+                let _gate = reaper::spawning();
+                core.start_shared()
+            }
             None => Err(runtime_core::Error::Protocol(
                 "container was deleted".into(),
             )),
@@ -228,8 +266,11 @@ impl Service {
         let (c2, p2) = (c.clone(), p.clone());
         let pidfd = tokio::task::spawn_blocking(move || {
             let spec = p2.spec.as_ref().expect("execs carry their spec");
-            match c2.core.lock().unwrap().as_ref() {
-                Some(core) => core.exec(spec, stdio),
+            let _gate = reaper::spawning();
+            match c2.core() {
+                Some(core) => core
+                    .exec(spec, stdio)
+                    .inspect(|(fd, _)| reaper::track(fd.pid())),
                 None => Err(runtime_core::Error::Protocol(
                     "container was deleted".into(),
                 )),
@@ -287,17 +328,26 @@ impl Service {
             }
             Status::Created => {
                 // Never started: the init waits before exec; end it.
-                if let Some(core) = c.core.lock().unwrap().as_ref() {
+                if let Some(core) = c.core() {
                     let _ = core.kill(libc::SIGKILL, false);
                 }
             }
             Status::Stopped { .. } => {}
         }
         let (code, at) = p.wait().await;
+        // Taken here, on the async thread: of concurrent Deletes only one goes on.
+        let Some(core) = c.core.lock().unwrap().take() else {
+            return Err(err(
+                Code::NOT_FOUND,
+                format!("container {} is being deleted", c.id),
+            ));
+        };
         let c2 = c.clone();
         tokio::task::spawn_blocking(move || -> runtime_core::Result<()> {
-            let core = c2.core.lock().unwrap().take();
-            let res = core.map(|k| k.delete()).unwrap_or(Ok(()));
+            let core = sole_owner(core);
+            // poststop hooks are our children, reaped by the hook runner.
+            let _gate = reaper::spawning();
+            let res = core.delete();
             undo_create(&c2.bundle, c2.rootfs_mounted);
             res
         })
@@ -335,7 +385,7 @@ impl Service {
             ));
         }
         let c2 = c.clone();
-        tokio::task::spawn_blocking(move || match c2.core.lock().unwrap().as_ref() {
+        tokio::task::spawn_blocking(move || match c2.core() {
             Some(core) if pause => core.pause(),
             Some(core) => core.resume(),
             None => Err(runtime_core::Error::Protocol(
@@ -378,10 +428,12 @@ impl Task for Service {
             ));
         }
         if !req.checkpoint.is_empty() {
-            return Err(err(
-                Code::UNIMPLEMENTED,
-                "restore from checkpoint is not implemented yet",
-            ));
+            let id = req.id.clone();
+            let msg =
+                tokio::task::spawn_blocking(move || crate::checkpoint::unavailable("Restore", &id))
+                    .await
+                    .map_err(join_err)?;
+            return Err(err(Code::UNIMPLEMENTED, msg));
         }
         // With a terminal, the pty (made in the container) replaces the pipes.
         let (stdio, io) = if req.terminal {
@@ -394,7 +446,11 @@ impl Task for Service {
         };
         let req = Arc::new(req);
         let r = req.clone();
-        let (mut core, mounted) = tokio::task::spawn_blocking(move || create_blocking(&r, stdio))
+        let Created {
+            mut core,
+            rootfs_mounted: mounted,
+            kill_all_on_exit,
+        } = tokio::task::spawn_blocking(move || create_blocking(&r, stdio))
             .await
             .map_err(join_err)?
             .map_err(core_err)?;
@@ -405,6 +461,7 @@ impl Task for Service {
                     Err(e) => {
                         let _ = core.kill(libc::SIGKILL, false);
                         let _ = core.init().reap_blocking();
+                        reaper::untrack(core.pid());
                         let _ = core.delete();
                         undo_create(Path::new(&req.bundle), mounted);
                         return Err(err(Code::INTERNAL, format!("terminal IO: {e}")));
@@ -427,13 +484,14 @@ impl Task for Service {
             id: req.id.clone(),
             bundle: PathBuf::from(&req.bundle),
             rootfs_mounted: mounted,
-            core: Mutex::new(Some(core)),
+            kill_all_on_exit,
+            core: Mutex::new(Some(Arc::new(core))),
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
             oom: Mutex::new(None),
             event_order: tokio::sync::Mutex::new(()),
         });
-        let oom_fd = c.core.lock().unwrap().as_ref().map(|k| k.oom_eventfd());
+        let oom_fd = c.core().map(|k| k.oom_eventfd());
         match oom_fd {
             Some(Ok(Some(fd))) => container::watch_oom(c.clone(), fd, self.publisher.clone())
                 .map_err(|e| err(Code::INTERNAL, format!("watch OOM eventfd: {e}")))?,
@@ -520,9 +578,8 @@ impl Task for Service {
             ));
         }
         if req.exec_id.is_empty() {
-            let core = c.core.lock().unwrap();
-            let core = core
-                .as_ref()
+            let core = c
+                .core()
                 .ok_or_else(|| err(Code::NOT_FOUND, "container deleted"))?;
             core.kill(req.signal as i32, req.all).map_err(core_err)?;
         } else {
@@ -541,8 +598,7 @@ impl Task for Service {
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> Res<PidsResponse> {
         let c = self.get(&req.id)?;
         let pids = {
-            let core = c.core.lock().unwrap();
-            core.as_ref()
+            c.core()
                 .map(|k| k.pids())
                 .transpose()
                 .map_err(core_err)?
@@ -657,8 +713,14 @@ impl Task for Service {
         self.freeze(&req.id, false).await
     }
 
-    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> Res<Empty> {
-        Err(unimplemented("Checkpoint"))
+    async fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> Res<Empty> {
+        self.get(&req.id)?;
+        let msg = tokio::task::spawn_blocking(move || {
+            crate::checkpoint::unavailable("Checkpoint", &req.id)
+        })
+        .await
+        .map_err(join_err)?;
+        Err(err(Code::UNIMPLEMENTED, msg))
     }
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> Res<Empty> {
@@ -679,7 +741,7 @@ impl Task for Service {
                 format!("update {}: invalid LinuxResources: {e}", req.id),
             )
         })?;
-        tokio::task::spawn_blocking(move || match c.core.lock().unwrap().as_ref() {
+        tokio::task::spawn_blocking(move || match c.core() {
             Some(core) => core.update(&res),
             None => Err(runtime_core::Error::Protocol(
                 "container was deleted".into(),
@@ -694,12 +756,10 @@ impl Task for Service {
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> Res<StatsResponse> {
         let c = self.get(&req.id)?;
         let c2 = c.clone();
-        let st = tokio::task::spawn_blocking(move || {
-            c2.core.lock().unwrap().as_ref().map(|k| k.stats())
-        })
-        .await
-        .map_err(join_err)?
-        .ok_or_else(|| err(Code::NOT_FOUND, format!("container {} deleted", req.id)))?;
+        let st = tokio::task::spawn_blocking(move || c2.core().map(|k| k.stats()))
+            .await
+            .map_err(join_err)?
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("container {} deleted", req.id)))?;
         let any = crate::metrics::to_any(&st)
             .map_err(|e| err(Code::INTERNAL, format!("encode metrics: {e}")))?;
         Ok(StatsResponse {

@@ -311,24 +311,12 @@ fn runc_shim_reference_agrees_on_exit_code() {
 #[test]
 fn events_in_containerds_order() {
     let id = "evorder";
-    let mut events = ctr(&["events"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let o = run_rm(RUNTIME, id, &["true"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    std::thread::sleep(Duration::from_millis(300));
-    events.kill().unwrap();
-    let out = text(&events.wait_with_output().unwrap().stdout);
-    let topics: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains(&format!("\"{id}\"")))
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
-        .collect();
+    let out = events_during(|| {
+        let o = run_rm(RUNTIME, id, &["true"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    });
     assert_eq!(
-        topics,
+        task_events(&out, id),
         [
             "/tasks/create",
             "/tasks/start",
@@ -337,6 +325,88 @@ fn events_in_containerds_order() {
         ],
         "{out}"
     );
+}
+
+#[test]
+fn every_event_of_a_scripted_lifecycle_in_containerds_order() {
+    let id = "evlife";
+    let out = events_during(|| {
+        let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+        let o = run(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--memory-limit",
+            "33554432",
+            IMAGE,
+            id,
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        wait_for("task running", Duration::from_secs(20), || {
+            task_status(id).as_deref() == Some("RUNNING")
+        });
+        let o = run(&["task", "exec", "--exec-id", "quick", id, "true"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(run(&["task", "pause", id]).status.success());
+        assert!(run(&["task", "resume", id]).status.success());
+        // An exec that grows past the limit (the shell buffers the substitution).
+        let hog = "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived";
+        let o = run(&["task", "exec", "--exec-id", "hog", id, "sh", "-c", hog]);
+        assert_eq!(
+            o.status.code(),
+            Some(137),
+            "{}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        // An exec still running when the init exits: its exit comes first.
+        let mut long = ctr(&["task", "exec", "--exec-id", "long", id, "sleep", "1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("exec long running", Duration::from_secs(20), || {
+            text(&run(&["task", "ps", id]).stdout).lines().count() >= 4
+        });
+        assert!(run(&["task", "kill", id]).status.success());
+        let _ = long.wait();
+        wait_for("task stopped", Duration::from_secs(20), || {
+            task_status(id).as_deref() == Some("STOPPED")
+        });
+        assert!(run(&["task", "rm", id]).status.success());
+        assert!(run(&["c", "rm", id]).status.success());
+    });
+    // The OOM killer may strike several times (several processes) before the
+    // exec dies: one /tasks/oom per kill, as the runc shim sends them.
+    let mut topics = task_events(&out, id);
+    topics.dedup_by(|a, b| a == "/tasks/oom" && b == "/tasks/oom");
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added quick",
+            "/tasks/exec-started quick",
+            "/tasks/exit quick",
+            "/tasks/paused",
+            "/tasks/resumed",
+            "/tasks/exec-added hog",
+            "/tasks/exec-started hog",
+            "/tasks/oom",
+            "/tasks/exit hog",
+            "/tasks/exec-added long",
+            "/tasks/exec-started long",
+            "/tasks/exit long",
+            "/tasks/exit",
+            "/tasks/delete",
+        ],
+        "{out}"
+    );
+    assert_no_leftovers(id);
 }
 
 #[test]
@@ -963,4 +1033,68 @@ fn go_runc_shim_drives_our_cli() {
             "cgroup of {id} left behind"
         );
     }
+}
+
+/// The first error `criu check` reports on this host (its cause).
+fn criu_check_error() -> Option<String> {
+    let o = std::process::Command::new("criu")
+        .arg("check")
+        .output()
+        .ok()?;
+    if o.status.success() {
+        return None;
+    }
+    let all = text(&o.stderr) + &text(&o.stdout);
+    all.lines()
+        .find(|l| l.contains("Error"))
+        .map(|l| l.trim().to_string())
+}
+
+#[test]
+fn checkpoint_and_restore_say_why_they_are_unavailable() {
+    use containerd_shim_protos::api::CreateTaskRequest;
+
+    let id = "ckpt";
+    detached_counter(id);
+    let o = run(&["task", "checkpoint", id]);
+    let msg = text(&o.stderr);
+    assert!(!o.status.success(), "checkpoint claimed success: {msg}");
+    assert!(
+        msg.contains(&format!(
+            "Checkpoint of container {id}: checkpoint/restore is not implemented"
+        )),
+        "{msg}"
+    );
+    // The reason is this host's CRIU, in its own words.
+    match criu_check_error() {
+        Some(cause) => assert!(msg.contains(&cause), "{msg} lacks {cause:?}"),
+        None => assert!(msg.contains("does not drive CRIU yet"), "{msg}"),
+    }
+    // A restore (Create with a checkpoint) is refused the same way, before
+    // the bundle is touched.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = rt.block_on(async {
+        let client = task_client(id).await;
+        let req = CreateTaskRequest {
+            id: "ckpt-restore".into(),
+            bundle: "/nonexistent-bundle".into(),
+            checkpoint: "/nonexistent-checkpoint".into(),
+            ..Default::default()
+        };
+        client.create(deadline(), &req).await.unwrap_err()
+    });
+    match e {
+        ttrpc::Error::RpcStatus(s) => {
+            assert_eq!(s.code(), ttrpc::Code::UNIMPLEMENTED, "{s:?}");
+            assert!(
+                s.message().contains("Restore of container ckpt-restore"),
+                "{s:?}"
+            );
+        }
+        other => panic!("restore: {other}"),
+    }
+    kill_and_remove(id);
 }

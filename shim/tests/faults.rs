@@ -15,7 +15,19 @@ fn containerd_dir() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// These tests restart the shared containerd: one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn restart_containerd() {
+    restart_containerd_with_debug(false);
+}
+
+/// Restarts containerd, at log level debug (it then passes `-debug` to
+/// shims) or info.
+fn restart_containerd_with_debug(debug: bool) {
     let dir = containerd_dir();
     let pid: i32 = std::fs::read_to_string(dir.join("containerd.pid"))
         .unwrap()
@@ -31,6 +43,7 @@ fn restart_containerd() {
     let st = std::process::Command::new(repo().join("scripts/containerd"))
         .args(["start", &env().version])
         .arg(&dir)
+        .env("CONTAINERD_DEBUG", if debug { "1" } else { "0" })
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
@@ -39,6 +52,7 @@ fn restart_containerd() {
 
 #[test]
 fn containers_survive_a_containerd_restart() {
+    let _one_at_a_time = serial();
     let id = "survivor";
     let script = "trap 'exit 7' TERM; while true; do sleep 0.1; done";
     let o = run(&[
@@ -86,4 +100,43 @@ fn containers_survive_a_containerd_restart() {
     );
     assert!(run(&["c", "rm", id]).status.success());
     assert_no_leftovers(id);
+}
+
+/// Our shim's lines at `level` for the shim of `id`, from containerd's log
+/// (containerd copies each shim's log FIFO into it).
+fn shim_log_lines(id: &str, level: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(containerd_dir().join("containerd.log")).unwrap();
+    let tag = format!("level={level} runtime=io.containerd.rust.v1 id={id} ");
+    log.lines()
+        .filter(|l| l.contains(&tag))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn debug_logs_only_with_debug() {
+    let _one_at_a_time = serial();
+    // containerd at info passes no -debug: the shim keeps quiet.
+    restart_containerd_with_debug(false);
+    let o = run_rm(RUNTIME, "quiet", &["true"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_no_leftovers("quiet");
+    assert_eq!(shim_log_lines("quiet", "debug"), Vec::<String>::new());
+    // At debug it passes -debug, and the shim says what it does.
+    restart_containerd_with_debug(true);
+    let o = run_rm(RUNTIME, "chatty", &["true"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_no_leftovers("chatty");
+    let lines = shim_log_lines("chatty", "debug");
+    restart_containerd_with_debug(false);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("msg=\"create chatty bundle ")),
+        "no debug line about the create: {lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with("time=\"20")),
+        "not containerd's time format: {lines:#?}"
+    );
 }

@@ -10,13 +10,14 @@ use super::fsutil;
 use crate::error::{Error, Result};
 
 /// The devices every container gets (runtime-spec "Default Devices").
+/// In runc's order (mount order shows in mountinfo with a user namespace).
 const DEFAULT: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
     ("random", 1, 8),
-    ("urandom", 1, 9),
+    ("full", 1, 7),
     ("tty", 5, 0),
+    ("zero", 1, 5),
+    ("urandom", 1, 9),
 ];
 
 const SYMLINKS: &[(&str, &str)] = &[
@@ -114,6 +115,19 @@ fn bind_host_node(root: RawFd, path: &Path) -> Result<()> {
         "device {} (bind from the host, user namespace)",
         path.display()
     );
+    // Whatever the image has there that is not a plain file (a symlink, maybe
+    // to a procfs file) is removed, so the bind lands on our own empty file.
+    if let Ok(fd) = fsutil::open(root, path, libc::O_PATH | libc::O_NOFOLLOW) {
+        let st = fsutil::fstat(fd.as_raw_fd()).map_err(|e| Error::sys("fstat", &what, e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            let parent = fsutil::mkdir_all(root, path.parent().unwrap_or(Path::new("/")), 0o755)?;
+            let name =
+                CString::new(path.file_name().unwrap_or_default().as_encoded_bytes()).unwrap();
+            if unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), 0) } < 0 {
+                return Err(crate::error::last("unlinkat", &what));
+            }
+        }
+    }
     let target = fsutil::ensure(root, path, false)?;
     let src = fsutil::cstr(path);
     fsutil::mount(
@@ -214,7 +228,9 @@ fn symlinks(root: RawFd) -> Result<()> {
 }
 
 /// The devices every container may use whatever its rules (runc's allow list):
-/// the default nodes, /dev/console, ptys, and `mknod` of anything.
+/// the default nodes, ptys (/dev/console is a pty slave bound there), and
+/// `mknod` of anything, and /dev/net/tun: runc dropped it in 1.2.0 and put it back
+/// in 1.2.4 because workloads rely on it (runc#4555); we keep runc's list.
 const ALWAYS_ALLOWED: &[&str] = &[
     "c *:* m",
     "b *:* m",
@@ -224,8 +240,8 @@ const ALWAYS_ALLOWED: &[&str] = &[
     "c 1:8 rwm",
     "c 1:9 rwm",
     "c 5:0 rwm",
-    "c 5:1 rwm",
     "c 5:2 rwm",
+    "c 10:200 rwm",
     "c 136:* rwm",
 ];
 

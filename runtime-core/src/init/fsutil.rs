@@ -62,6 +62,14 @@ pub fn mkdir_all(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
                     }
                 }
                 dir = open(root, &cur, libc::O_PATH | libc::O_DIRECTORY).map_err(|e| {
+                    if e.raw_os_error() == Some(libc::ENOENT) {
+                        // mkdirat found something: a symlink whose target (resolved
+                        // inside the rootfs) does not exist. Never create through it.
+                        return Error::Init(format!(
+                            "/{} in rootfs is a dangling symlink (its target, resolved inside the rootfs, does not exist): refusing to create through it",
+                            cur.display()
+                        ));
+                    }
                     Error::sys("openat2", format!("{} in rootfs", cur.display()), e)
                 })?;
             }

@@ -18,11 +18,13 @@
 mod console;
 pub mod devices;
 mod fsutil;
+pub mod keyring;
 mod namespaces;
 mod process;
 mod rootfs;
 mod seccomp;
 mod sysctl;
+mod timens;
 pub mod user;
 mod userns;
 
@@ -88,7 +90,8 @@ fn helper(chan: &Channel) -> Result<()> {
         .map_err(|e| Error::nix("pipe2", "user namespace sync", e))?;
 
     // Step 4. Safe to run Rust in the child: this process has a single thread.
-    match unsafe { sys::clone3_fork(plan.clone_flags | libc::CLONE_PARENT as u64) } {
+    let (at_clone, later) = plan.clone_and_unshare();
+    match unsafe { sys::clone3_fork(at_clone | libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "container init", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
             drop(sync_r);
@@ -116,7 +119,10 @@ fn helper(chan: &Channel) -> Result<()> {
         }
         Ok(Forked::Child) => {
             drop(sync_w);
-            let err = match userns::wait_for_maps(&sync_r, plan.new_user()) {
+            let err = match userns::wait_for_maps(&sync_r, plan.new_user())
+                .and_then(|pid| unshare(later).map(|()| pid))
+                .and_then(|pid| timens::write_offsets(&spec).map(|()| pid))
+            {
                 Ok(host_pid) => container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid),
                 Err(e) => e,
             };
@@ -124,6 +130,17 @@ fn helper(chan: &Channel) -> Result<()> {
             unsafe { libc::_exit(127) }
         }
     }
+}
+
+/// The namespaces [`namespaces::Plan::clone_and_unshare`] left for after the clone.
+fn unshare(flags: u64) -> Result<()> {
+    if flags != 0 && unsafe { libc::unshare(flags as i32) } < 0 {
+        return Err(crate::error::last(
+            "unshare",
+            "the container's namespaces (as mapped root)",
+        ));
+    }
+    Ok(())
 }
 
 fn join_cgroups(cgroups: &[crate::channel::CgroupDir]) -> Result<()> {
@@ -145,7 +162,8 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP;
+        | libc::CLONE_NEWCGROUP
+        | timens::flag_if_supported();
     // The container's user namespace too, when it has its own: setns refuses
     // (EINVAL) to "join" the user namespace we are already in.
     let with_user = all | libc::CLONE_NEWUSER;
@@ -164,19 +182,20 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
             chan.send(&FromInit::Pid(pid), Some(pidfd.as_raw_fd()))
         }
         Ok(Forked::Child) => {
-            let err =
-                match exec_prepare(chan, &cfg.process, cfg.seccomp.as_ref()).and_then(|exec| {
+            let err = match keyring::join_new(&cfg.id)
+                .and_then(|()| exec_prepare(chan, &cfg.process, cfg.seccomp.as_ref()))
+                .and_then(|exec| {
                     sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
                     chan.send(&FromInit::Ready, None)?;
                     Ok(exec)
                 }) {
-                    Ok(exec) => match chan.recv::<ToInit>() {
-                        Ok(Some((ToInit::Start, _))) => exec.exec(),
-                        Ok(_) => unsafe { libc::_exit(1) },
-                        Err(e) => e,
-                    },
+                Ok(exec) => match chan.recv::<ToInit>() {
+                    Ok(Some((ToInit::Start, _))) => exec.exec(),
+                    Ok(_) => unsafe { libc::_exit(1) },
                     Err(e) => e,
-                };
+                },
+                Err(e) => e,
+            };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
             unsafe { libc::_exit(127) }
         }
@@ -302,6 +321,9 @@ fn prepare(
             "a mount namespace is required: add {\"type\": \"mount\"}",
         ));
     }
+    // Before createContainer hooks: they (and everything after) already run
+    // with the container's keyring.
+    keyring::join_new(&cfg.id)?;
     rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan, create_hooks)?;
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !plan.has(LinuxNamespaceType::Uts) {

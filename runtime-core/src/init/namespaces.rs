@@ -16,6 +16,8 @@ fn clone_flag(t: LinuxNamespaceType) -> Result<u64> {
         LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
         LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
         LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+        #[allow(unreachable_patterns)]
         other => {
             return Err(Error::unsupported(
                 format!("linux.namespaces[{other}]"),
@@ -110,6 +112,23 @@ impl Plan {
 
     pub fn has(&self, t: LinuxNamespaceType) -> bool {
         self.types.contains(&t)
+    }
+
+    /// The namespaces made by the init's `clone3`, and those it `unshare`s
+    /// later. With a new user namespace only it (and pid, which must exist
+    /// before the init is its pid 1) come with the clone: the rest is made
+    /// once the init is mapped root, so that they and the objects the kernel
+    /// creates with them (the ipc namespace's mqueue root) belong to mapped IDs.
+    ///
+    /// A time namespace is always unshared later: its offsets can only be
+    /// written before any process is in it, and the init enters it at execve.
+    pub fn clone_and_unshare(&self) -> (u64, u64) {
+        let time = libc::CLONE_NEWTIME as u64;
+        if !self.new_user() {
+            return (self.clone_flags & !time, self.clone_flags & time);
+        }
+        let at_clone = self.clone_flags & (libc::CLONE_NEWUSER | libc::CLONE_NEWPID) as u64;
+        (at_clone, self.clone_flags & !at_clone)
     }
 
     /// True when the init gets a user namespace of its own (ID maps to write).

@@ -225,6 +225,79 @@ fn io_priority(p: &Process) -> Result<()> {
     Ok(())
 }
 
+/// `process.scheduler`: `sched_setattr(2)` for this process (kept across execve).
+fn scheduler(p: &Process) -> Result<()> {
+    use oci_spec::runtime::LinuxSchedulerFlag as F;
+    use oci_spec::runtime::LinuxSchedulerPolicy as P;
+    let Some(s) = p.scheduler() else {
+        return Ok(());
+    };
+    // The kernel's struct sched_attr (SCHED_ATTR_SIZE_VER1, 56 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+        util_min: u32,
+        util_max: u32,
+    }
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => {
+            return Err(Error::unsupported(
+                "process.scheduler.policy",
+                "SCHED_ISO is not implemented by Linux",
+            ))
+        }
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+        ..Default::default()
+    };
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
+        return Err(last(
+            "sched_setattr",
+            format!(
+                "process.scheduler (policy {:?}, nice {}, priority {})",
+                s.policy(),
+                attr.nice,
+                attr.priority
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `linux.personality`: the execution domain (LINUX or LINUX32).
 pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
     use oci_spec::runtime::LinuxPersonalityDomain::*;
@@ -247,7 +320,26 @@ pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
     Ok(())
 }
 
+/// `HOME` of `uid` in the container's `/etc/passwd`, `/` when it has none:
+/// a process without `HOME` in its env gets it, as runc does (shells, `~`).
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map(|f| f[5])
+        .filter(|h| !h.is_empty())
+        .unwrap_or("/")
+        .to_string()
+}
+
 pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<Exec> {
+    // Read while we still see the image's files as root (before the identity switch).
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(p.user().uid())));
+    }
     let mut filter = seccomp.map(super::seccomp::build).transpose()?;
     if p.no_new_privileges() != Some(true) {
         // Without NNP the kernel wants CAP_SYS_ADMIN to load a filter: do it
@@ -257,10 +349,16 @@ pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> 
         }
     }
     io_priority(p)?;
+    // Before the capability drop: real-time policies and negative nice need CAP_SYS_NICE.
+    scheduler(p)?;
     rlimits(p)?;
     oom_score_adj(p)?;
     unsafe { libc::umask(p.user().umask().unwrap_or(0o022)) };
     capabilities_and_user(p)?;
+    // Still our image until execve, now with the container's identity: make
+    // sure a process of the container cannot read or ptrace it (the kernel
+    // resets dumpability on an identity change, to fs.suid_dumpable).
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if p.no_new_privileges() == Some(true)
         && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0
     {
@@ -285,7 +383,6 @@ pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> 
             )))
         }
     }
-    let env: Vec<String> = p.env().clone().unwrap_or_default();
     let args = p.args().as_ref().expect("checked");
     let path = find_executable(&args[0], &env, cwd)?;
     let cs = |s: &str| CString::new(s).map_err(|_| Error::Init(format!("NUL byte in {s:?}")));

@@ -32,7 +32,14 @@ pub fn prepare(
             )
         })?,
     };
-    fsutil::mount(None, c"/", None, prop, None, &"/ (propagation)")?;
+    // Shared only once `/` is the new root: a shared parent makes pivot_root
+    // fail (EINVAL), and mounts made during set-up must not reach the host.
+    let during_setup = if prop & libc::MS_SHARED != 0 {
+        libc::MS_SLAVE | libc::MS_REC
+    } else {
+        prop
+    };
+    fsutil::mount(None, c"/", None, during_setup, None, &"/ (propagation)")?;
     // pivot_root needs the new root to be a mount point.
     let root_c = cstr(rootfs);
     fsutil::mount(
@@ -73,19 +80,20 @@ pub fn prepare(
         }
         super::sysctl::apply(s)?;
     }
-    for p in linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        mask(Path::new(p), proc_ok)?;
-    }
+    // Read-only first, then masked (runc's order): a path in both ends up masked.
     for p in linux
         .and_then(|l| l.readonly_paths().as_ref())
         .into_iter()
         .flatten()
     {
         readonly(Path::new(p), proc_ok)?;
+    }
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        mask(Path::new(p), proc_ok)?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         let fd = fsutil::open(libc::AT_FDCWD, Path::new("/"), libc::O_PATH)
@@ -96,10 +104,11 @@ pub fn prepare(
             | fsutil::locked_flags(fd.as_raw_fd());
         fsutil::mount(None, c"/", None, flags, None, &"root.readonly remount of /")?;
     }
-    // Propagation changes requested for the rootfs after set-up (e.g. shared).
-    if matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some(p) if p.contains("shared") || p.contains("private") || p.contains("unbindable"))
-    {
-        fsutil::mount(None, c"/", None, prop, None, &"linux.rootfsPropagation")?;
+    // rootfsPropagation is the root mount's own, set again now that it is `/`.
+    // Not recursively: the mounts' own propagation options (rshared, …) stay.
+    if matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some(p) if !p.is_empty()) {
+        let own = prop & !libc::MS_REC;
+        fsutil::mount(None, c"/", None, own, None, &"linux.rootfsPropagation")?;
     }
     Ok(())
 }
@@ -307,10 +316,27 @@ fn mount_cgroup(
 /// `pivot_root(".", ".")` then a lazy unmount of the old root, which leaves
 /// no path to the host filesystem in the container's mount table.
 fn pivot(root: RawFd) -> Result<()> {
+    // The old root, held so that we can step onto it after pivot_root: which
+    // of the two stacked mounts "." means afterwards is not promised by the kernel,
+    // and making the *new* root rslave would undo the mounts' own propagation.
+    let old = unsafe {
+        libc::open(
+            c"/".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if old < 0 {
+        return Err(crate::error::last("open", "/ (old root)"));
+    }
+    let old = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(old) };
     if unsafe { libc::fchdir(root) } < 0 {
         return Err(crate::error::last("fchdir", "rootfs"));
     }
     crate::sys::pivot_root(c".", c".").map_err(|e| Error::sys("pivot_root", "rootfs", e))?;
+    if unsafe { libc::fchdir(old.as_raw_fd()) } < 0 {
+        return Err(crate::error::last("fchdir", "old root"));
+    }
+    drop(old);
     // The old root is stacked under the new one; make sure unmounting it does not propagate.
     fsutil::mount(
         None,
@@ -327,6 +353,12 @@ fn pivot(root: RawFd) -> Result<()> {
         return Err(crate::error::last("chdir", "/"));
     }
     Ok(())
+}
+
+pub(super) fn is_procfs_fd(fd: RawFd) -> bool {
+    const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::fstatfs(fd, &mut st) == 0 && st.f_type as libc::c_long == PROC_SUPER_MAGIC }
 }
 
 fn is_procfs(p: &Path) -> bool {

@@ -60,6 +60,12 @@ fn compare(op: Op, value: u64, value_two: Option<u64>) -> ScmpCompareOp {
 
 /// Builds the filter (nothing is loaded yet): every error names the field.
 pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
+    if s.listener_metadata().is_some() && s.listener_path().is_none() {
+        return Err(Error::unsupported(
+            "linux.seccomp.listenerMetadata",
+            "only meaningful with listenerPath, which is not supported",
+        ));
+    }
     if s.listener_path().is_some() {
         return Err(Error::unsupported(
             "linux.seccomp.listenerPath",

@@ -54,13 +54,48 @@ pub fn check(sysctl: &HashMap<String, String>, plan: &Plan) -> Result<()> {
 }
 
 /// Writes them through the container's /proc/sys (after pivot_root, before
-/// /proc/sys is made read-only).
+/// /proc/sys is made read-only). Each file is opened from a verified procfs
+/// `/proc/sys` without following symlinks or crossing a mount: a bind mount
+/// over a sysctl file (from the bundle's mounts) cannot redirect the write to
+/// another file (the class of runc's CVE-2025-52881).
 pub fn apply(sysctl: &HashMap<String, String>) -> Result<()> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let dir = crate::sys::openat2(
+        libc::AT_FDCWD,
+        c"/proc/sys",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        libc::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(|e| Error::sys("openat2", "/proc/sys (linux.sysctl)", e))?;
+    if !super::rootfs::is_procfs_fd(dir.as_raw_fd()) {
+        return Err(Error::unsupported(
+            "linux.sysctl",
+            "/proc/sys is not on procfs",
+        ));
+    }
     for (key, value) in sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(|e| {
-            Error::Init(format!("linux.sysctl[{key}] = {value}: write {path}: {e}"))
-        })?;
+        let rel = key.replace('.', "/");
+        let field = format!("linux.sysctl[{key}]");
+        if rel.split('/').any(|c| c.is_empty() || c == "..") {
+            return Err(Error::unsupported(field, "not a sysctl name"));
+        }
+        let c = std::ffi::CString::new(rel.as_str())
+            .map_err(|_| Error::unsupported(&field, "NUL in name"))?;
+        let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV;
+        let fd =
+            crate::sys::openat2(dir.as_raw_fd(), &c, libc::O_WRONLY, 0, resolve).map_err(|e| {
+                let why = if e.raw_os_error() == Some(libc::EXDEV) {
+                    " (a mount covers it: refusing to write through it)"
+                } else {
+                    ""
+                };
+                Error::Init(format!("{field} = {value}: open /proc/sys/{rel}: {e}{why}"))
+            })?;
+        std::fs::File::from(fd)
+            .write_all(value.as_bytes())
+            .map_err(|e| Error::Init(format!("{field} = {value}: write /proc/sys/{rel}: {e}")))?;
     }
     Ok(())
 }

@@ -162,3 +162,135 @@ pub fn assert_no_leftovers(id: &str) {
         "mount of {id} left behind:\n{mounts}"
     );
 }
+
+/// The bundle directory containerd made for container `id`.
+pub fn bundle_dir(id: &str) -> PathBuf {
+    env()
+        .state
+        .join("io.containerd.runtime.v2.task")
+        .join(ns())
+        .join(id)
+}
+
+/// A client of the shim serving `id`, on its Task API (the one containerd uses).
+pub async fn task_client(id: &str) -> containerd_shim_protos::shim_async::TaskClient {
+    let address = std::fs::read_to_string(bundle_dir(id).join("address")).unwrap();
+    containerd_shim_protos::shim_async::TaskClient::new(
+        ttrpc::r#async::Client::connect(address.trim())
+            .await
+            .unwrap_or_else(|e| panic!("connect to the shim of {id} at {address}: {e}")),
+    )
+}
+
+/// A generous per-call deadline: a call that exceeds it means a hung shim.
+pub fn deadline() -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(60_000_000_000)
+}
+
+/// The OCI process of container `id` (from its bundle) with other `args`:
+/// what containerd sends in an Exec request.
+pub fn exec_spec(
+    id: &str,
+    args: &[&str],
+) -> containerd_shim_protos::protobuf::well_known_types::any::Any {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle_dir(id).join("config.json")).unwrap())
+            .unwrap();
+    let mut process = config["process"].clone();
+    process["args"] = serde_json::json!(args);
+    process["terminal"] = serde_json::json!(false);
+    containerd_shim_protos::protobuf::well_known_types::any::Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+        value: serde_json::to_vec(&process).unwrap(),
+        ..Default::default()
+    }
+}
+
+/// File descriptors, threads and resident memory (kB) of process `pid`.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub fds: usize,
+    pub threads: usize,
+    pub rss_kb: u64,
+}
+
+pub fn usage(pid: i32) -> Usage {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    Usage {
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count(),
+        threads: field("Threads:") as usize,
+        rss_kb: field("VmRSS:"),
+    }
+}
+
+/// Children of `pid` (from every /proc/N/stat: this kernel has no
+/// /proc/PID/task/TID/children), as (pid, state, comm).
+pub fn children_of(pid: i32) -> Vec<(i32, char, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parens.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c).to_string();
+        let mut f = rest.split_whitespace();
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            out.push((child, state, comm));
+        }
+    }
+    out
+}
+
+/// `ctr events` lines about container `id`, as "topic" or "topic exec-id"
+/// (execs' events, and the exit of an exec, name the exec).
+pub fn task_events(out: &str, id: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            let topic = l.split_whitespace().find(|w| w.starts_with("/tasks/"))?;
+            let json: serde_json::Value = serde_json::from_str(&l[l.find('{')?..]).ok()?;
+            if json["container_id"] != id {
+                return None;
+            }
+            let exec = json["exec_id"]
+                .as_str()
+                .or(json["id"].as_str())
+                .filter(|e| *e != id && !e.is_empty());
+            Some(match exec {
+                Some(e) => format!("{topic} {e}"),
+                None => topic.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Runs `ctr events` around `script`, returns what it printed.
+pub fn events_during(script: impl FnOnce()) -> String {
+    let mut events = ctr(&["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    script();
+    std::thread::sleep(Duration::from_millis(500));
+    events.kill().unwrap();
+    text(&events.wait_with_output().unwrap().stdout)
+}

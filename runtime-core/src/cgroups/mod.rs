@@ -13,7 +13,9 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_spec::runtime::{LinuxMemory, LinuxResources};
+use oci_spec::runtime::LinuxResources;
+
+mod resources;
 
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
@@ -83,99 +85,23 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     fs::write(&p, value).map_err(|e| Error::sys("write", format!("{} ({value})", p.display()), e))
 }
 
-/// A limit as cgroup v2 writes it: negative means none.
-fn v2_limit(v: i64) -> String {
-    if v < 0 {
-        "max".to_string()
-    } else {
-        v.to_string()
-    }
-}
-
-fn read_i64(dir: &Path, file: &str) -> Option<i64> {
-    fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
-}
-
-/// `linux.resources.memory` on a v1 memory hierarchy. The memsw (memory+swap) limit
-/// may never be below the memory limit, so of the two the one that grows goes first.
-fn memory_v1(d: &Path, mem: &LinuxMemory) -> Result<()> {
-    let swap_file = "memory.memsw.limit_in_bytes";
-    // Without swap accounting (no memsw file), swap == limit ("no swap", what CRI asks)
-    // is what the memory limit already gives; any other value fails on the write.
-    let swap = mem
-        .swap()
-        .filter(|_| d.join(swap_file).exists() || mem.swap() != mem.limit());
-    match (mem.limit(), swap) {
-        (Some(limit), Some(swap)) => {
-            let current = read_i64(d, swap_file).unwrap_or(i64::MAX);
-            if swap == -1 || swap > current {
-                write(d, swap_file, &swap.to_string())?;
-                write(d, "memory.limit_in_bytes", &limit.to_string())?;
-            } else {
-                write(d, "memory.limit_in_bytes", &limit.to_string())?;
-                write(d, swap_file, &swap.to_string())?;
-            }
+/// On v2, a cgroup gets only the controllers its parent enables in
+/// `cgroup.subtree_control`: enable, in every intermediate directory we made
+/// (never in one we did not), all the controllers it has itself.
+fn delegate(made: &[PathBuf], leaf: &Path) -> Result<()> {
+    for d in made
+        .iter()
+        .filter(|d| leaf.starts_with(d) && d.as_path() != leaf)
+    {
+        let have = fs::read_to_string(d.join("cgroup.controllers")).unwrap_or_default();
+        for c in have.split_whitespace() {
+            write(d, "cgroup.subtree_control", &format!("+{c}"))?;
         }
-        (Some(limit), None) => write(d, "memory.limit_in_bytes", &limit.to_string())?,
-        (None, Some(swap)) => write(d, swap_file, &swap.to_string())?,
-        (None, None) => {}
     }
-    if let Some(r) = mem.reservation() {
-        write(d, "memory.soft_limit_in_bytes", &r.to_string())?;
-    }
-    if let Some(s) = mem.swappiness() {
-        if s > 100 {
-            return Err(Error::unsupported(
-                "linux.resources.memory.swappiness",
-                format!("{s} is out of range: 0 to 100"),
-            ));
-        }
-        write(d, "memory.swappiness", &s.to_string())?;
-    }
-    if mem.disable_oom_killer() == Some(true) {
-        write(d, "memory.oom_control", "1")?;
-    }
-    // kernel and kernelTCP: deprecated in the runtime spec and by the kernel (5.4+
-    // ignores kmem limits); runc ignores them too.
     Ok(())
 }
 
 impl Cgroup {
-    /// `linux.resources.memory` on cgroup v2: the spec's swap is memory+swap as in v1,
-    /// v2's memory.swap.max is the swap alone.
-    fn memory_v2(&self, mem: &LinuxMemory) -> Result<()> {
-        let d = self.unified().unwrap();
-        if let Some(limit) = mem.limit() {
-            write(d, "memory.max", &v2_limit(limit))?;
-        }
-        if let Some(swap) = mem.swap() {
-            let v = match (swap, mem.limit()) {
-                (-1, _) => -1,
-                (s, Some(l)) if l >= 0 => {
-                    if s < l {
-                        return Err(Error::unsupported(
-                            "linux.resources.memory.swap",
-                            format!("memory+swap {s} is below the memory limit {l}"),
-                        ));
-                    }
-                    s - l
-                }
-                (s, _) => s,
-            };
-            write(d, "memory.swap.max", &v2_limit(v))?;
-        }
-        if let Some(r) = mem.reservation() {
-            write(d, "memory.low", &v2_limit(r))?;
-        }
-        if mem.swappiness().is_some() || mem.disable_oom_killer() == Some(true) {
-            return Err(Error::unsupported(
-                "linux.resources.memory",
-                "swappiness and disableOOMKiller have no cgroup v2 equivalent",
-            ));
-        }
-        Ok(())
-    }
-
     /// Paths of this container's cgroup in every hierarchy (nothing is created).
     pub fn open(rel: &Path) -> Result<Cgroup> {
         let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
@@ -227,6 +153,9 @@ impl Cgroup {
                 }
             }
             debug_assert_eq!(&cur, dir);
+            if h.v2 {
+                delegate(made, dir)?;
+            }
         }
         Ok(())
     }
@@ -248,117 +177,6 @@ impl Cgroup {
     /// True on a host whose cgroup tree is v2 only.
     fn v2_only(&self) -> bool {
         self.dirs.iter().all(|(h, _)| h.v2)
-    }
-
-    /// Applies the resource limits of the spec.
-    pub fn apply(&self, res: Option<&LinuxResources>) -> Result<()> {
-        let Some(res) = res else { return Ok(()) };
-        let v2 = self.v2_only();
-        let unsupported = [
-            ("linux.resources.blockIO", res.block_io().is_some()),
-            (
-                "linux.resources.hugepageLimits",
-                res.hugepage_limits()
-                    .as_ref()
-                    .is_some_and(|h| !h.is_empty()),
-            ),
-            ("linux.resources.network", res.network().is_some()),
-            (
-                "linux.resources.rdma",
-                res.rdma().as_ref().is_some_and(|r| !r.is_empty()),
-            ),
-            (
-                "linux.resources.unified",
-                res.unified().as_ref().is_some_and(|u| !u.is_empty()),
-            ),
-        ];
-        if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-            return Err(Error::unsupported(*field, "not supported yet"));
-        }
-        if let Some(mem) = res.memory() {
-            if v2 {
-                self.memory_v2(mem)?;
-            } else if let Some(d) = self.dir_of("memory") {
-                memory_v1(d, mem)?;
-            }
-        }
-        if let Some(pids) = res.pids() {
-            let limit = pids.limit();
-            let v = if limit <= 0 {
-                "max".to_string()
-            } else {
-                limit.to_string()
-            };
-            let d = if v2 {
-                self.unified()
-            } else {
-                self.dir_of("pids")
-            };
-            if let Some(d) = d {
-                write(d, "pids.max", &v)?;
-            }
-        }
-        if let Some(cpu) = res.cpu() {
-            if v2 {
-                let d = self.unified().unwrap();
-                if let Some(shares) = cpu.shares() {
-                    // The conversion runc and crun use from shares [2..262144] to weight [1..10000].
-                    let w = 1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142;
-                    write(d, "cpu.weight", &w.to_string())?;
-                }
-                if cpu.quota().is_some() || cpu.period().is_some() {
-                    let q = cpu
-                        .quota()
-                        .filter(|q| *q > 0)
-                        .map_or("max".to_string(), |q| q.to_string());
-                    write(
-                        d,
-                        "cpu.max",
-                        &format!("{q} {}", cpu.period().unwrap_or(100_000)),
-                    )?;
-                }
-            } else if let Some(d) = self.dir_of("cpu") {
-                if let Some(shares) = cpu.shares() {
-                    write(d, "cpu.shares", &shares.to_string())?;
-                }
-                if let Some(period) = cpu.period() {
-                    write(d, "cpu.cfs_period_us", &period.to_string())?;
-                }
-                if let Some(quota) = cpu.quota() {
-                    write(d, "cpu.cfs_quota_us", &quota.to_string())?;
-                }
-            }
-            if let Some(d) = if v2 {
-                self.unified()
-            } else {
-                self.dir_of("cpuset")
-            } {
-                if let Some(cpus) = cpu.cpus() {
-                    write(d, "cpuset.cpus", cpus)?;
-                }
-                if let Some(mems) = cpu.mems() {
-                    write(d, "cpuset.mems", mems)?;
-                }
-            }
-            if cpu.realtime_period().is_some() || cpu.realtime_runtime().is_some() {
-                return Err(Error::unsupported(
-                    "linux.resources.cpu.realtime*",
-                    "not supported yet",
-                ));
-            }
-        }
-        if let Some(devices) = res.devices().as_ref().filter(|d| !d.is_empty()) {
-            if v2 {
-                return Err(Error::unsupported(
-                    "linux.resources.devices",
-                    "the cgroup v2 device controller needs an eBPF program, which is not built yet",
-                ));
-            }
-            if let Some(d) = self.dir_of("devices") {
-                crate::init::devices::apply_v1_rules(d, devices)?;
-            }
-        }
-        Ok(())
     }
 
     /// What the init must join, and how each hierarchy appears in the container.
