@@ -111,6 +111,22 @@ pub fn cgroups_below(parent: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Pids in the cgroups below `parent` (any hierarchy).
+pub fn procs_below(parent: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = cgroups_below(parent)
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
 /// Removes a pod's (empty) cgroup parent dirs, which the kubelet would own.
 pub fn remove_cgroup_parent(parent: &str) {
     for root in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {

@@ -31,6 +31,7 @@ pub struct Env {
     pub state: PathBuf,
     /// The test's own scratch dir (pod logs), inside the instance's dir.
     pub scratch: PathBuf,
+    pub cgroup_root: String,
 }
 
 pub fn env() -> &'static Env {
@@ -48,7 +49,12 @@ pub fn env() -> &'static Env {
         let dir = Path::new(&file).parent().unwrap().to_path_buf();
         let scratch = dir.join("cri-tests");
         std::fs::create_dir_all(&scratch).unwrap();
+        let cgroup_root = vars
+            .get("CRI_CGROUP_ROOT")
+            .unwrap_or_else(|| panic!("{file} has no CRI_CGROUP_ROOT"))
+            .to_string();
         Env {
+            cgroup_root,
             endpoint,
             version: vars.get("CONTAINERD_VERSION").unwrap_or(&"").to_string(),
             state: PathBuf::from(vars["CONTAINERD_STATE"]),
@@ -57,10 +63,10 @@ pub fn env() -> &'static Env {
     })
 }
 
-/// Cgroup parent of the test pods: `scripts/containerd stop` removes what is left of
-/// `rshim-test*` cgroups, and each containerd version has its own.
+/// Cgroup parent of the test pods: the instance's own (`CRI_CGROUP_ROOT` of its env
+/// file), which `scripts/containerd stop` empties and removes.
 pub fn cgroup_root() -> String {
-    format!("/rshim-test-cri{}", env().version.replace('.', ""))
+    env().cgroup_root.clone()
 }
 
 pub struct Cri {

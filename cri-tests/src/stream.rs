@@ -115,6 +115,15 @@ impl ExecStream {
         }
     }
 
+    /// Reads whatever arrives during `d`; the output that arrived.
+    pub fn read_for(&mut self, d: Duration) -> String {
+        let (start, from) = (Instant::now(), self.stdout.len());
+        while !self.closed && start.elapsed() < d {
+            self.read_once();
+        }
+        String::from_utf8_lossy(&self.stdout[from..]).into_owned()
+    }
+
     /// Reads until the server closes the stream; the status JSON (channel 3).
     pub fn wait(&mut self, timeout: Duration) -> String {
         let start = Instant::now();
