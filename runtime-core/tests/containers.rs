@@ -285,6 +285,51 @@ fn raising_hard_rlimit_is_a_clear_error() {
     );
 }
 
+/// Whether this process has CAP_SYS_RESOURCE in its effective set.
+fn have_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    const CAP_SYS_RESOURCE: u32 = 24;
+    eff & (1 << CAP_SYS_RESOURCE) != 0
+}
+
+fn oom_score_adj_raised_and_lowering_refused_clearly() {
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Raising needs no privilege: the init sees the value.
+    let up = (own + 300).min(1000);
+    let b = bundle("oomup", &["cat", "/proc/self/oom_score_adj"], |v| {
+        v["process"]["oomScoreAdj"] = json!(up)
+    });
+    let o = run(&b, "oomup").unwrap();
+    let _ = std::fs::remove_dir_all(&b);
+    assert_eq!(o.stdout.trim(), up.to_string());
+    // Lowering needs CAP_SYS_RESOURCE: without it (this CI VM), one error that
+    // names the field and the capability; with it, the value is applied.
+    let down = (own - 300).max(-1000);
+    let b = bundle("oomdown", &["cat", "/proc/self/oom_score_adj"], |v| {
+        v["process"]["oomScoreAdj"] = json!(down)
+    });
+    let r = run(&b, "oomdown");
+    let _ = std::fs::remove_dir_all(&b);
+    if have_sys_resource() {
+        assert_eq!(r.unwrap().stdout.trim(), down.to_string());
+    } else {
+        let err = r.unwrap_err().to_string();
+        assert!(
+            err.contains("process.oomScoreAdj") && err.contains("CAP_SYS_RESOURCE"),
+            "{err}"
+        );
+    }
+}
+
 fn joins_namespaces_by_path() {
     // The host's network namespace, by path: the container must be a member.
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -834,6 +879,10 @@ fn main() {
         (
             "raising_hard_rlimit_is_a_clear_error",
             raising_hard_rlimit_is_a_clear_error,
+        ),
+        (
+            "oom_score_adj_raised_and_lowering_refused_clearly",
+            oom_score_adj_raised_and_lowering_refused_clearly,
         ),
         ("joins_namespaces_by_path", joins_namespaces_by_path),
         ("exec_joins_the_container", exec_joins_the_container),
