@@ -11,45 +11,20 @@ use std::process::Command;
 use runtime_core::{Container, CreateOpts, Stdio};
 use serde_json::{json, Value};
 
-#[derive(Debug)]
-struct Out {
-    status: u32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use common::{run, Out};
+
+/// This binary's cgroup parent (see [`common::parent_dir`]).
+const PARENT: &str = "rshim-core-tests";
 
 /// A fresh bundle from `test-bundles/gen`, with `edit` applied to its config.
 fn bundle(name: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rshim-core-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let gen =
-        std::env::var_os("RSHIM_BUNDLE_GEN").map_or(repo().join("test-bundles/gen"), PathBuf::from);
-    let st = Command::new(gen)
-        .arg("bundle")
-        .arg(&dir)
-        .arg("--")
-        .args(args)
-        .status()
-        .expect("run test-bundles/gen");
-    assert!(st.success(), "test-bundles/gen bundle failed");
-    let cfg = dir.join("config.json");
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    v["linux"]["cgroupsPath"] = json!(format!("/rshim-core-tests/{name}-{}", std::process::id()));
-    edit(&mut v);
-    std::fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    dir
+    common::bundle(PARENT, name, args, edit)
 }
 
 fn pipe() -> (OwnedFd, OwnedFd) {
-    let (r, w) = nix::unistd::pipe().unwrap();
-    (r, w)
+    nix::unistd::pipe().unwrap()
 }
 
 fn read_all(fd: OwnedFd) -> std::thread::JoinHandle<String> {
@@ -57,32 +32,6 @@ fn read_all(fd: OwnedFd) -> std::thread::JoinHandle<String> {
         let mut s = String::new();
         std::fs::File::from(fd).read_to_string(&mut s).unwrap();
         s
-    })
-}
-
-/// Creates, starts and waits for a container; cleans up in every case.
-fn run(bundle: &Path, id: &str) -> Result<Out, runtime_core::Error> {
-    let (out_r, out_w) = pipe();
-    let (err_r, err_w) = pipe();
-    let mut c = Container::create(CreateOpts {
-        exec_fifo: None,
-        id,
-        bundle,
-        stdio: Stdio {
-            stdin: None,
-            stdout: Some(out_w),
-            stderr: Some(err_w),
-        },
-    })?;
-    let (o, e) = (read_all(out_r), read_all(err_r));
-    let started = c.start();
-    let status = c.init().reap_blocking();
-    c.delete()?;
-    started?;
-    Ok(Out {
-        status: status?.0,
-        stdout: o.join().unwrap(),
-        stderr: e.join().unwrap(),
     })
 }
 
@@ -213,7 +162,7 @@ fn user_caps_and_nnp() {
 fn cgroup_is_made_joined_and_removed() {
     let name = "cgroup";
     let b = bundle(name, &["cat", "/proc/self/cgroup"], |_| {});
-    let cg = format!("/rshim-core-tests/{name}-{}", std::process::id());
+    let cg = common::cgroup_of(PARENT, name);
     let o = run(&b, name).unwrap();
     let _ = std::fs::remove_dir_all(&b);
     assert!(
@@ -237,8 +186,8 @@ fn missing_rootfs_is_one_clear_error() {
     let _ = std::fs::remove_dir_all(&b);
     assert!(err.contains("root.path /nonexistent/rootfs"), "{err}");
     let cg = format!(
-        "/sys/fs/cgroup/memory/rshim-core-tests/norootfs-{}",
-        std::process::id()
+        "/sys/fs/cgroup/memory{}",
+        common::cgroup_of(PARENT, "norootfs")
     );
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
 }
@@ -249,8 +198,8 @@ fn missing_command_fails_create() {
     let _ = std::fs::remove_dir_all(&b);
     assert!(err.contains("/bin/does-not-exist"), "{err}");
     let cg = format!(
-        "/sys/fs/cgroup/memory/rshim-core-tests/nocmd-{}",
-        std::process::id()
+        "/sys/fs/cgroup/memory{}",
+        common::cgroup_of(PARENT, "nocmd")
     );
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
 }
@@ -409,7 +358,7 @@ fn exec_joins_the_container() {
     assert_eq!(lines[1], "rshim");
     assert_eq!(lines[2], "1000");
     assert!(
-        lines[3].ends_with(&format!("/rshim-core-tests/{name}-{}", std::process::id())),
+        lines[3].ends_with(&common::cgroup_of(PARENT, name)),
         "{out}"
     );
     assert_eq!(lines[4].trim(), "0 1 2 3", "fds of the exec process: {out}");
@@ -639,8 +588,8 @@ fn failing_or_slow_hook_fails_create() {
     assert!(err.contains("timed out"), "{err}");
     assert!(t.elapsed() < std::time::Duration::from_secs(10));
     let cg = format!(
-        "/sys/fs/cgroup/memory/rshim-core-tests/hookslow-{}",
-        std::process::id()
+        "/sys/fs/cgroup/memory{}",
+        common::cgroup_of(PARENT, "hookslow")
     );
     assert!(!Path::new(&cg).exists(), "cgroup left behind");
 }
@@ -924,32 +873,5 @@ fn main() {
             concurrent_creates_from_threads,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
-            continue;
-        }
-        match std::panic::catch_unwind(f) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(h.path().join("rshim-core-tests"));
-    }
-    println!(
-        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out\n",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    std::process::exit(if failed == 0 { 0 } else { 101 });
+    common::main(PARENT, tests);
 }
