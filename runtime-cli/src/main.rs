@@ -128,31 +128,6 @@ fn bundle_of(cmd: &Cmd) -> Result<PathBuf, String> {
     std::fs::canonicalize(&b).map_err(|e| format!("bundle {}: {e}", b.display()))
 }
 
-fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    // Days → civil date (Howard Hinnant's algorithm), enough for a timestamp.
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
-
 /// create: the container waits on its exec FIFO until `start`.
 fn create_container(
     g: &Global,
@@ -205,7 +180,7 @@ fn create_container(
         pid: c.pid(),
         start_time: state::start_time(c.pid()).unwrap_or(0),
         bundle,
-        created: now_rfc3339(),
+        created: runtime_core::rfc3339::now(),
     };
     state::save(&g.root, &saved).map_err(undo)?;
     write_pid_file(cmd.flag("pid-file"), c.pid())?;

@@ -53,6 +53,7 @@ pub mod hooks;
 pub mod init;
 mod mountopts;
 pub mod pidfd;
+pub mod rfc3339;
 pub mod rootfs_mount;
 pub mod sealed;
 pub mod spec;
