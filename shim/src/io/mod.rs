@@ -218,10 +218,12 @@ async fn copy_stdin(
 async fn copy_output(mut from: pipe::Receiver, mut to: Sink, path: String) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut alive = true;
+    let mut total = 0usize;
     loop {
         match from.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) if alive => {
+                total += n;
                 if let Err(e) = to.write_all(&buf[..n]).await {
                     // Keep draining so the container never blocks on a full pipe.
                     log::warn!("output {path}: {e}; discarding further output");
@@ -236,6 +238,7 @@ async fn copy_output(mut from: pipe::Receiver, mut to: Sink, path: String) {
             }
         }
     }
+    log::debug!("output {path}: {total} bytes copied");
 }
 
 impl Io {
