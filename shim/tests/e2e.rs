@@ -135,21 +135,15 @@ fn nix_hostname() -> String {
 #[test]
 fn detached_lifecycle_leaves_nothing() {
     let id = "lifecycle";
-    let o = run(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
+    run_detached(
         id,
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    wait_for("task running", Duration::from_secs(20), || {
-        task_status(id).as_deref() == Some("RUNNING")
-    });
+        &[],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ],
+    );
     let ps = text(&run(&["task", "ps", id]).stdout);
     let pids: Vec<&str> = ps
         .lines()
@@ -460,23 +454,7 @@ fn every_event_of_a_scripted_lifecycle_in_containerds_order() {
     let id = "evlife";
     let out = events_during(|| {
         let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
-        let o = run(&[
-            "run",
-            "-d",
-            "--runtime",
-            RUNTIME,
-            "--memory-limit",
-            "33554432",
-            IMAGE,
-            id,
-            "sh",
-            "-c",
-            script,
-        ]);
-        assert!(o.status.success(), "{}", text(&o.stderr));
-        wait_for("task running", Duration::from_secs(20), || {
-            task_status(id).as_deref() == Some("RUNNING")
-        });
+        run_detached(id, &["--memory-limit", "33554432"], &["sh", "-c", script]);
         let o = run(&["task", "exec", "--exec-id", "quick", id, "true"]);
         assert!(o.status.success(), "{}", text(&o.stderr));
         assert!(run(&["task", "pause", id]).status.success());
@@ -541,20 +519,7 @@ fn every_event_of_a_scripted_lifecycle_in_containerds_order() {
 #[test]
 fn killed_shim_is_cleaned_up_by_delete() {
     let id = "shimkill";
-    let o = run(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        id,
-        "sleep",
-        "1000",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    wait_for("task running", Duration::from_secs(20), || {
-        task_status(id).as_deref() == Some("RUNNING")
-    });
+    run_detached(id, &[], &["sleep", "1000"]);
     let shims = shim_pids_for(id);
     assert_eq!(shims.len(), 1);
     // containerd notices the dead shim and runs our `delete`, which must remove
@@ -572,21 +537,7 @@ fn killed_shim_is_cleaned_up_by_delete() {
 /// Starts a detached container running a counter loop and waits until it runs.
 fn detached_counter(id: &str) {
     let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.02; done";
-    let o = run(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        id,
-        "sh",
-        "-c",
-        script,
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    wait_for("task running", Duration::from_secs(20), || {
-        task_status(id).as_deref() == Some("RUNNING")
-    });
+    run_detached(id, &[], &["sh", "-c", script]);
 }
 
 fn kill_and_remove(id: &str) {
@@ -995,24 +946,11 @@ fn exec_with_a_terminal_and_its_size() {
 fn user_namespace_container() {
     use std::os::unix::fs::MetadataExt;
     let id = "userns";
-    let o = run(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "--uidmap",
-        "0:200000:65536",
-        "--gidmap",
-        "0:200000:65536",
-        IMAGE,
+    run_detached(
         id,
-        "sleep",
-        "1000",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    wait_for("task running", Duration::from_secs(20), || {
-        task_status(id).as_deref() == Some("RUNNING")
-    });
+        &["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"],
+        &["sleep", "1000"],
+    );
     let pid = text(&run(&["task", "ls"]).stdout)
         .lines()
         .find(|l| l.split_whitespace().next() == Some(id))

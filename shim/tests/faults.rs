@@ -55,21 +55,7 @@ fn containers_survive_a_containerd_restart() {
     let _one_at_a_time = serial();
     let id = "survivor";
     let script = "trap 'exit 7' TERM; while true; do sleep 0.1; done";
-    let o = run(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        id,
-        "sh",
-        "-c",
-        script,
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    wait_for("task running", Duration::from_secs(20), || {
-        task_status(id).as_deref() == Some("RUNNING")
-    });
+    run_detached(id, &[], &["sh", "-c", script]);
     let shim = shim_pids_for(id);
     restart_containerd();
     // containerd reconnects to the same shim (Connect, State) and sees the task running.

@@ -294,3 +294,17 @@ pub fn events_during(script: impl FnOnce()) -> String {
     events.kill().unwrap();
     text(&events.wait_with_output().unwrap().stdout)
 }
+
+/// `ctr run -d` of `cmd` under our runtime, with extra `ctr run` options, and
+/// waits until the task runs.
+pub fn run_detached(id: &str, opts: &[&str], cmd: &[&str]) {
+    let mut args = vec!["run", "-d", "--runtime", RUNTIME];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[IMAGE, id]);
+    args.extend_from_slice(cmd);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("task running", Duration::from_secs(20), || {
+        task_status(id).as_deref() == Some("RUNNING")
+    });
+}
