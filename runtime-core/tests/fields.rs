@@ -159,6 +159,19 @@ fn joining_a_pid_namespace_makes_a_member() {
     assert_eq!(lines[1].trim(), "sleep 1000", "{out}");
 }
 
+fn no_mount_namespace_refused() {
+    refused(
+        "nomntns",
+        |v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "mount")
+        },
+        &["linux.namespaces", "mount namespace is required"],
+    );
+}
+
 fn seccomp_listener_metadata_alone_refused() {
     refused(
         "seccompmeta",
@@ -598,6 +611,7 @@ fn main() {
                 "joining_a_pid_namespace_makes_a_member",
                 joining_a_pid_namespace_makes_a_member,
             ),
+            ("no_mount_namespace_refused", no_mount_namespace_refused),
             (
                 "seccomp_listener_metadata_alone_refused",
                 seccomp_listener_metadata_alone_refused,
