@@ -310,14 +310,7 @@ fn joins_namespaces_by_path() {
 fn exec_joins_the_container() {
     let name = "exec";
     let b = bundle(name, &["sleep", "1000"], |_| {});
-    let mut c = Container::create(CreateOpts {
-        exec_fifo: None,
-        id: name,
-        bundle: &b,
-        stdio: Stdio::default(),
-    })
-    .unwrap();
-    c.start().unwrap();
+    let c = common::start_detached(name, &b);
     let mut p: oci_spec::runtime::Process = serde_json::from_value(json!({
         "args": ["sh", "-c", "echo $$; hostname; id -u; grep memory /proc/self/cgroup; ls /proc/self/fd | tr '\\n' ' '; exit 7"],
         "cwd": "/",

@@ -79,14 +79,7 @@ fn exec_joins_the_time_namespace() {
         add_ns(v, "time");
         v["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000}});
     });
-    let mut c = runtime_core::Container::create(runtime_core::CreateOpts {
-        exec_fifo: None,
-        id: name,
-        bundle: &b,
-        stdio: runtime_core::Stdio::default(),
-    })
-    .unwrap();
-    c.start().unwrap();
+    let c = common::start_detached(name, &b);
     let init_ns = std::fs::read_link(format!("/proc/{}/ns/time", c.pid()));
     let p: oci_spec::runtime::Process = serde_json::from_value(json!({
         "args": ["sh", "-c", "readlink /proc/self/ns/time; cut -d' ' -f1 /proc/uptime"],
@@ -127,14 +120,7 @@ fn joining_a_pid_namespace_makes_a_member() {
     // not pid 1 there, and it sees the first container's init as pid 1.
     let first = "pidnsowner";
     let b1 = bundle(PARENT, first, &["sleep", "1000"], |_| {});
-    let mut c = runtime_core::Container::create(runtime_core::CreateOpts {
-        exec_fifo: None,
-        id: first,
-        bundle: &b1,
-        stdio: runtime_core::Stdio::default(),
-    })
-    .unwrap();
-    c.start().unwrap();
+    let c = common::start_detached(first, &b1);
     let path = format!("/proc/{}/ns/pid", c.pid());
     let out = std::panic::catch_unwind(|| {
         applied(
@@ -551,14 +537,7 @@ fn controllers_this_host_lacks_are_refused() {
 fn update_applies_to_a_running_container() {
     let name = "update";
     let b = bundle(PARENT, name, &["sleep", "1000"], |_| {});
-    let mut c = runtime_core::Container::create(runtime_core::CreateOpts {
-        exec_fifo: None,
-        id: name,
-        bundle: &b,
-        stdio: runtime_core::Stdio::default(),
-    })
-    .unwrap();
-    c.start().unwrap();
+    let c = common::start_detached(name, &b);
     let res: oci_spec::runtime::LinuxResources = serde_json::from_value(json!({
         "memory": {"limit": 48 << 20, "swap": 96 << 20}, "pids": {"limit": 9}, "cpu": {"shares": 300}
     }))

@@ -296,14 +296,7 @@ fn exec_processes_see_no_host_fds() {
     // fd but stdio: no socket, directory or file of the runtime's.
     let name = "execfds";
     let b = bundle(PARENT, name, &["sleep", "1000"], |_| {});
-    let mut c = runtime_core::Container::create(runtime_core::CreateOpts {
-        exec_fifo: None,
-        id: name,
-        bundle: &b,
-        stdio: runtime_core::Stdio::default(),
-    })
-    .unwrap();
-    c.start().unwrap();
+    let c = common::start_detached(name, &b);
     let p: oci_spec::runtime::Process = serde_json::from_value(json!({
         "args": ["sh", "-c", "for p in /proc/self/fd/* /proc/1/fd/*; do echo \"$p $(readlink $p)\"; done"],
         "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}

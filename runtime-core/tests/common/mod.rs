@@ -94,6 +94,20 @@ pub fn run(bundle: &Path, id: &str) -> Result<Out, runtime_core::Error> {
     })
 }
 
+/// Creates and starts a container without stdio, for a test that then execs
+/// in it, updates or inspects it; the test kills and deletes it.
+pub fn start_detached(id: &str, bundle: &Path) -> Container {
+    let mut c = Container::create(CreateOpts {
+        exec_fifo: None,
+        id,
+        bundle,
+        stdio: Stdio::default(),
+    })
+    .unwrap();
+    c.start().unwrap();
+    c
+}
+
 /// True when the cgroup of test `name` exists in any hierarchy.
 pub fn cgroup_left(parent: &str, name: &str) -> Option<PathBuf> {
     let rel = cgroup_of(parent, name);
