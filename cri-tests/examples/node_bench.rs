@@ -241,7 +241,8 @@ fn svg(rows: &[Row]) -> String {
         h + 30.0
     );
     let max_n = rows.iter().map(|r| r.pods).max().unwrap_or(1) as f64;
-    let panels: [(&str, fn(&Row) -> f64); 2] = [
+    type Value = fn(&Row) -> f64;
+    let panels: [(&str, Value); 2] = [
         ("shim PSS per pod (kB)", |r| r.pss_kib),
         ("time until all Ready (s)", |r| r.ready_s),
     ];
