@@ -51,6 +51,7 @@ pub mod container;
 pub mod error;
 pub mod hooks;
 pub mod init;
+pub mod mountinfo;
 mod mountopts;
 pub mod pidfd;
 pub mod rfc3339;
