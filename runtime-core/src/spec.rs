@@ -94,6 +94,7 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
             "a Linux container needs the linux section",
         ));
     };
+    crate::init::propagation::plan(linux.rootfs_propagation().as_deref())?;
     for ns in linux.namespaces().iter().flatten() {
         match ns.typ() {
             LinuxNamespaceType::User if ns.path().is_none() => {

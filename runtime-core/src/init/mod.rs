@@ -21,6 +21,7 @@ mod fsutil;
 pub mod keyring;
 mod namespaces;
 mod process;
+pub(crate) mod propagation;
 mod rootfs;
 mod seccomp;
 mod sysctl;
