@@ -259,8 +259,7 @@ fn a_failed_start_leaves_a_stopped_task_that_deletes_cleanly() {
 fn peer_group(mountinfo: &str, mount_point: &str) -> Option<String> {
     let line = mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(mount_point))
-        .last()?;
+        .rfind(|l| l.split(' ').nth(4) == Some(mount_point))?;
     line.split(' ')
         .take_while(|f| *f != "-")
         .find_map(|f| f.strip_prefix("shared:").map(String::from))

@@ -43,7 +43,7 @@ pub fn check_user(p: &Process, prefix: &str) -> Result<()> {
 /// The kernel's limit on what `execve` copies (args, env and their pointers)
 /// under a soft stack limit of `stack` bytes (`bprm_stack_limits`).
 pub fn exec_limit(stack: u64) -> u64 {
-    (stack / 4).min(ARG_CEILING).max(ARG_MAX)
+    (stack / 4).clamp(ARG_MAX, ARG_CEILING)
 }
 
 /// The soft `RLIMIT_STACK` the process will `execve` under: the spec's, or
