@@ -135,7 +135,8 @@ impl Container {
         &self.init
     }
 
-    /// Lets the init `execve` the user process.
+    /// Lets the init `execve` the user process. When that fails, the init is
+    /// killed (and left for the caller's waiter to reap) and the error returned.
     pub fn start(&mut self) -> Result<()> {
         self.start_shared()
     }
@@ -150,7 +151,12 @@ impl Container {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| Error::Protocol(format!("container {} was already started", self.id)))?;
-        release(chan)?;
+        if let Err(e) = release(chan) {
+            // The init never runs the user process now (its channel is
+            // gone): end it, so that it is reported exited, not left created.
+            let _ = self.init.signal(libc::SIGKILL);
+            return Err(e);
+        }
         // A failing poststart hook is logged; the container runs on (runtime-spec).
         if let Err(e) = self.run_hooks("poststart", "running") {
             log::warn!("container {}: {e}", self.id);
@@ -294,12 +300,18 @@ fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<Launched> {
     drop(exe);
     // Only the helper may hold its end, or we would never see EOF from it.
     drop(theirs);
-    let sent = ours.send(&msg, fd);
+    if let Err(e) = ours.send(&msg, fd) {
+        // The helper waits for a message it will never have whole and has
+        // made nothing yet: end it, or it and we would wait for each other forever.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     // Two senders share the channel: the helper reports the new process's
     // pid(fd), the process reports Ready or Error. Under load either may come first.
     let mut init: Option<Pidfd> = None;
     let mut console: Option<OwnedFd> = None;
-    let mut outcome: Option<Result<()>> = sent.err().map(Err);
+    let mut outcome: Option<Result<()>> = None;
     while init.is_none() || outcome.is_none() {
         match ours.recv::<FromInit>() {
             Ok(Some((FromInit::Pid(pid), Some(fd)))) => init = Some(Pidfd::new(pid, fd)),

@@ -9,6 +9,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
 
+pub mod process;
+
 /// Reads and parses `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
@@ -92,6 +94,7 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
             "a Linux container needs the linux section",
         ));
     };
+    crate::init::propagation::plan(linux.rootfs_propagation().as_deref())?;
     for ns in linux.namespaces().iter().flatten() {
         match ns.typ() {
             LinuxNamespaceType::User if ns.path().is_none() => {
@@ -196,6 +199,8 @@ pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Resu
             "must name the command to run",
         ));
     }
+    process::check_user(process, prefix)?;
+    process::check_size(process, prefix)?;
     if process.apparmor_profile().is_some() {
         return Err(Error::unsupported(
             format!("{prefix}.apparmorProfile"),

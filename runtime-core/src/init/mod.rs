@@ -21,6 +21,7 @@ mod fsutil;
 pub mod keyring;
 mod namespaces;
 mod process;
+pub(crate) mod propagation;
 mod rootfs;
 mod seccomp;
 mod sysctl;
@@ -36,7 +37,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::channel::{Channel, ExecConfig, FromInit, InitConfig, ToInit};
+use crate::channel::{error_report, Channel, ExecConfig, FromInit, InitConfig, ToInit};
 use crate::error::{Error, Result};
 use crate::sys::{self, Forked};
 use crate::{spec, HELPER_ARG};
@@ -58,7 +59,7 @@ pub fn main_if_helper() {
     let code = match helper(&chan) {
         Ok(()) => 0,
         Err(e) => {
-            let _ = chan.send(&FromInit::Error(e.to_string()), None);
+            let _ = chan.send(&error_report(e.to_string()), None);
             1
         }
     };
@@ -126,7 +127,7 @@ fn helper(chan: &Channel) -> Result<()> {
                 Ok(host_pid) => container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid),
                 Err(e) => e,
             };
-            let _ = chan.send(&FromInit::Error(err.to_string()), None);
+            let _ = chan.send(&error_report(err.to_string()), None);
             unsafe { libc::_exit(127) }
         }
     }
@@ -196,7 +197,7 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
                 },
                 Err(e) => e,
             };
-            let _ = chan.send(&FromInit::Error(err.to_string()), None);
+            let _ = chan.send(&error_report(err.to_string()), None);
             unsafe { libc::_exit(127) }
         }
     }

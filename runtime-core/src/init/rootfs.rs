@@ -11,7 +11,7 @@ use super::fsutil::{self, cstr, fd_path};
 use super::namespaces::Plan;
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
-use crate::mountopts::{parse_options, propagation_flag, MountOpts};
+use crate::mountopts::{parse_options, MountOpts};
 
 pub fn prepare(
     spec: &Spec,
@@ -22,24 +22,10 @@ pub fn prepare(
     before_pivot: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     let linux = spec.linux().as_ref();
-    // Stop our mounts from propagating back to the host (rslave by default, as runc).
-    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        None | Some("") => libc::MS_SLAVE | libc::MS_REC,
-        Some(p) => propagation_flag(p).ok_or_else(|| {
-            Error::unsupported(
-                "linux.rootfsPropagation",
-                format!("{p:?} is not one of [r]private, [r]shared, [r]slave, [r]unbindable"),
-            )
-        })?,
-    };
-    // Shared only once `/` is the new root: a shared parent makes pivot_root
-    // fail (EINVAL), and mounts made during set-up must not reach the host.
-    let during_setup = if prop & libc::MS_SHARED != 0 {
-        libc::MS_SLAVE | libc::MS_REC
-    } else {
-        prop
-    };
-    fsutil::mount(None, c"/", None, during_setup, None, &"/ (propagation)")?;
+    // Propagation first: see `propagation` for the steps and why each.
+    let propagation =
+        super::propagation::plan(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
+    super::propagation::before_bind(&propagation, rootfs)?;
     // pivot_root needs the new root to be a mount point.
     let root_c = cstr(rootfs);
     fsutil::mount(
@@ -104,12 +90,7 @@ pub fn prepare(
             | fsutil::locked_flags(fd.as_raw_fd());
         fsutil::mount(None, c"/", None, flags, None, &"root.readonly remount of /")?;
     }
-    // rootfsPropagation is the root mount's own, set again now that it is `/`.
-    // Not recursively: the mounts' own propagation options (rshared, …) stay.
-    if matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some(p) if !p.is_empty()) {
-        let own = prop & !libc::MS_REC;
-        fsutil::mount(None, c"/", None, own, None, &"linux.rootfsPropagation")?;
-    }
+    super::propagation::after_pivot(&propagation)?;
     Ok(())
 }
 

@@ -111,6 +111,9 @@ pub(super) fn sole_owner(mut core: Arc<runtime_core::Container>) -> runtime_core
     }
 }
 
+/// How long a failed Start waits for the killed init's exit to be recorded.
+const STOPPED_AFTER_FAILED_START: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) fn join_err(e: tokio::task::JoinError) -> TtrpcError {
     err(Code::INTERNAL, e.to_string())
 }
@@ -126,7 +129,7 @@ impl Service {
         }
         let order = c.event_order.lock().await;
         let c2 = c.clone();
-        tokio::task::spawn_blocking(move || match c2.core() {
+        let started = tokio::task::spawn_blocking(move || match c2.core() {
             // poststart hooks are our children, reaped by the hook runner.
             Some(core) => {
                 let _gate = reaper::spawning();
@@ -137,8 +140,24 @@ impl Service {
             )),
         })
         .await
-        .map_err(join_err)?
-        .map_err(core_err)?;
+        .map_err(join_err)?;
+        if let Err(e) = started {
+            // The init is dead or dying (runtime-core kills it when its start
+            // fails). Answer only once its exit is recorded: a client that
+            // reads CREATED after a failed Start cannot delete the task
+            // (containerd's client refuses to delete a created task with a pid).
+            drop(order);
+            if tokio::time::timeout(STOPPED_AFTER_FAILED_START, p.wait())
+                .await
+                .is_err()
+            {
+                log::error!(
+                    "container {}: init not reported exited {STOPPED_AFTER_FAILED_START:?} after its failed start",
+                    c.id
+                );
+            }
+            return Err(core_err(e));
+        }
         // Only a process still marked created becomes running (it may have exited already).
         p.status.send_if_modified(|s| {
             let change = *s == Status::Created;
