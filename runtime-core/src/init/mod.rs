@@ -185,7 +185,6 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
             let err = match keyring::join_new(&cfg.id)
                 .and_then(|()| exec_prepare(chan, &cfg.process, cfg.seccomp.as_ref()))
                 .and_then(|exec| {
-                    sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
                     chan.send(&FromInit::Ready, None)?;
                     Ok(exec)
                 }) {
@@ -354,8 +353,7 @@ fn prepare(
         process,
         spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
     )?;
-    // Nothing of the shim may leak: every fd but stdio closes on exec (incl. the channel).
-    sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
+    // process::setup marked every fd but stdio close-on-exec (incl. the channel).
     chan.send(&FromInit::Ready, None)?;
     Ok(exec)
 }
