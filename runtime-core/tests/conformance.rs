@@ -8,6 +8,7 @@ mod common;
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 
 use common::{bundle, run};
 use runtime_core::Stdio;
@@ -105,11 +106,118 @@ fn seccomp_profile_without_close_range() {
     }
 }
 
+fn add_userns(v: &mut Value) {
+    v["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+}
+
+/// Item 8: `linux.devices[]` of type `p` are named pipes, without major/minor
+/// (runtime-spec), also in a user namespace (where other nodes are bound from
+/// the host: there is no host FIFO to bind).
+fn fifo_device_nodes() {
+    let script = "stat -c '%F %a %u:%g' /dev/pipe; (echo through > /dev/pipe &); read l < /dev/pipe; echo $l";
+    for userns in [false, true] {
+        let name = format!("fifodev-{userns}");
+        let b = bundle(PARENT, &name, &["sh", "-c", script], |v| {
+            v["linux"]["devices"] =
+                json!([{"path": "/dev/pipe", "type": "p", "fileMode": 0o620, "uid": 0, "gid": 0}]);
+            if userns {
+                add_userns(v);
+            }
+        });
+        let o = run(&b, &name);
+        let _ = std::fs::remove_dir_all(&b);
+        let o = o.unwrap_or_else(|e| panic!("userns={userns}: {e}"));
+        assert_eq!(
+            o.stdout, "fifo 620 0:0\nthrough\n",
+            "userns={userns}: {}",
+            o.stderr
+        );
+    }
+}
+
+/// Item 8: deprecated kernel memory limits are accepted (and ignored: Linux
+/// 5.16+ enforces none), not refused; the container runs.
+fn deprecated_kernel_memory_accepted() {
+    let b = bundle(PARENT, "kmem", &["sh", "-c", "echo ran"], |v| {
+        v["linux"]["resources"]["memory"] = json!({"kernel": 67108864});
+    });
+    let o = run(&b, "kmem");
+    let _ = std::fs::remove_dir_all(&b);
+    let o = o.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((o.status, o.stdout.as_str()), (0, "ran\n"), "{}", o.stderr);
+}
+
+/// Item 8: no mount namespace in linux.namespaces: the container shares the
+/// runtime's (runtime-spec), is chrooted into its rootfs (runc does the same),
+/// and no mount of it appears in the host's table; an exec lands in the same root.
+fn no_mount_namespace_shares_the_hosts() {
+    let name = "sharedmnt";
+    let b = bundle(PARENT, name, &["sleep", "1000"], |v| {
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+        v["mounts"] = json!([]);
+        for f in ["maskedPaths", "readonlyPaths"] {
+            v["linux"].as_object_mut().unwrap().remove(f);
+        }
+    });
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    let rootfs = PathBuf::from(cfg["root"]["path"].as_str().unwrap());
+    let mut listing: Vec<String> = std::fs::read_dir(&rootfs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    listing.sort();
+    assert!(!listing.iter().any(|n| n == "work"), "{listing:?}");
+    let c = common::start_detached(name, &b);
+    let pid = c.pid();
+    let ns = |p: String| std::fs::read_link(p).unwrap();
+    let shared = ns(format!("/proc/{pid}/ns/mnt")) == ns("/proc/self/ns/mnt".into());
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let (st, out, err) = exec_in(
+        &c,
+        json!({"args": ["sh", "-c", "ls -a / | grep -vx '\\.\\|\\.\\.' | sort | tr '\\n' ' '; pwd"],
+               "cwd": "/", "env": ["PATH=/bin"],
+               "user": {"uid": 0, "gid": 0}}),
+    );
+    kill_and_delete(c);
+    let _ = std::fs::remove_dir_all(&b);
+    assert!(shared, "the init has a mount namespace of its own");
+    assert_eq!(root, rootfs, "the init's root");
+    let b_str = b.to_str().unwrap();
+    assert!(
+        !mountinfo.lines().any(|l| l.contains(b_str)),
+        "a mount of the container in the host's table: {mountinfo}"
+    );
+    // The exec sees the rootfs as / (the host has /work, the rootfs not).
+    let want = format!("{} /\n", listing.join(" "));
+    assert_eq!((st, out), (0, want), "exec: {err}");
+}
+
 fn main() {
     runtime_core::init::main_if_helper();
-    let tests: &[(&str, fn())] = &[(
-        "seccomp_profile_without_close_range",
-        seccomp_profile_without_close_range,
-    )];
+    let tests: &[(&str, fn())] = &[
+        (
+            "seccomp_profile_without_close_range",
+            seccomp_profile_without_close_range,
+        ),
+        ("fifo_device_nodes", fifo_device_nodes),
+        (
+            "deprecated_kernel_memory_accepted",
+            deprecated_kernel_memory_accepted,
+        ),
+        (
+            "no_mount_namespace_shares_the_hosts",
+            no_mount_namespace_shares_the_hosts,
+        ),
+    ];
     common::main(PARENT, tests)
 }

@@ -23,6 +23,7 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod seccomp;
+mod shared_mntns;
 mod sysctl;
 mod timens;
 pub mod user;
@@ -74,6 +75,20 @@ fn helper(chan: &Channel) -> Result<()> {
     };
     let spec = spec::load(&cfg.bundle)?;
     let rootfs = spec::rootfs(&cfg.bundle, &spec)?;
+    // The exec FIFO, opened here while we are root of the host's namespaces:
+    // an init in a user namespace could not look it up under the caller's
+    // 0700 state root. The clone inherits the fd; the init reopens it for
+    // writing through /proc/self/fd after pivot_root (as runc does).
+    let fifo = match cfg.exec_fifo.as_ref() {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(p)
+                .map_err(|e| Error::sys("open", p.display(), e))?,
+        ),
+        None => None,
+    };
 
     // Step 2.
     join_cgroups(&cfg.cgroups)?;
@@ -123,7 +138,9 @@ fn helper(chan: &Channel) -> Result<()> {
                 .and_then(|pid| unshare(later).map(|()| pid))
                 .and_then(|pid| timens::write_offsets(&spec).map(|()| pid))
             {
-                Ok(host_pid) => container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid),
+                Ok(host_pid) => {
+                    container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid, fifo.as_ref())
+                }
                 Err(e) => e,
             };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
@@ -167,6 +184,7 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
     // The container's user namespace too, when it has its own: setns refuses
     // (EINVAL) to "join" the user namespace we are already in.
     let with_user = all | libc::CLONE_NEWUSER;
+    let shared_root = shared_mntns::init_root_if_shared(init.as_raw_fd())?;
     if unsafe { libc::setns(init.as_raw_fd(), with_user) } < 0
         && unsafe { libc::setns(init.as_raw_fd(), all) } < 0
     {
@@ -176,6 +194,9 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
         ));
     }
     drop(init);
+    if let Some(root) = shared_root {
+        shared_mntns::join_root(root)?;
+    }
     match unsafe { sys::clone3_fork(libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "exec process", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
@@ -252,6 +273,7 @@ fn container_init(
     rootfs: &Path,
     plan: &namespaces::Plan,
     host_pid: i32,
+    fifo: Option<&std::fs::File>,
 ) -> Error {
     let hooks = spec.hooks().as_ref();
     let create_hooks = || {
@@ -262,23 +284,10 @@ fn container_init(
             &state,
         )
     };
-    // Opened now, while the host's paths are visible; reopened for writing
-    // through /proc/self/fd after pivot_root (as runc does with exec.fifo).
-    let fifo = match cfg.exec_fifo.as_ref().map(|p| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-            .open(p)
-            .map_err(|e| Error::sys("open", p.display(), e))
-    }) {
-        Some(Err(e)) => return e,
-        Some(Ok(f)) => Some(f),
-        None => None,
-    };
     match prepare(chan, cfg, spec, rootfs, plan, &create_hooks) {
         Ok(exec) => {
             // Wait for Start; EOF means the shim gave up on us (delete before start).
-            let started = match &fifo {
+            let started = match fifo {
                 Some(f) => wait_fifo(f),
                 None => chan.recv::<ToInit>(),
             };
@@ -314,16 +323,14 @@ fn prepare(
     if unsafe { libc::setsid() } < 0 {
         return Err(crate::error::last("setsid", "container init"));
     }
-    if !plan.has(LinuxNamespaceType::Mount) {
-        return Err(Error::unsupported(
-            "linux.namespaces",
-            "a mount namespace is required: add {\"type\": \"mount\"}",
-        ));
-    }
     // Before createContainer hooks: they (and everything after) already run
     // with the container's keyring.
     keyring::join_new(&cfg.id)?;
-    rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan, create_hooks)?;
+    if plan.has(LinuxNamespaceType::Mount) {
+        rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan, create_hooks)?;
+    } else {
+        shared_mntns::enter(rootfs, create_hooks)?;
+    }
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !plan.has(LinuxNamespaceType::Uts) {
             return Err(Error::unsupported(
