@@ -164,17 +164,7 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
             return Err(Error::unsupported(field, why));
         }
     }
-    for m in spec.mounts().iter().flatten() {
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(Error::unsupported(
-                format!(
-                    "mounts[{}].uidMappings/gidMappings",
-                    m.destination().display()
-                ),
-                "ID-mapped mounts are not supported by this runtime",
-            ));
-        }
-    }
+    crate::init::mountattr::check(spec)?;
     if let Some(path) = linux.cgroups_path() {
         if path.to_string_lossy().contains(':') {
             return Err(Error::unsupported(

@@ -202,6 +202,161 @@ fn no_mount_namespace_shares_the_hosts() {
     assert_eq!((st, out), (0, want), "exec: {err}");
 }
 
+/// A host directory of this test, removed (with what is mounted in it) by `drop`.
+struct HostDir(PathBuf, Vec<PathBuf>);
+
+impl HostDir {
+    fn new(name: &str) -> HostDir {
+        let d = std::env::temp_dir().join(format!("rshim-conf-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        HostDir(d, Vec::new())
+    }
+
+    /// A tmpfs mounted at `sub` in the host's namespace (unmounted on drop).
+    fn submount(&mut self, sub: &str) -> PathBuf {
+        let p = self.0.join(sub);
+        std::fs::create_dir_all(&p).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "rshim-conf"])
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        self.1.push(p.clone());
+        p
+    }
+}
+
+impl Drop for HostDir {
+    fn drop(&mut self) {
+        for p in self.1.iter().rev() {
+            let _ = std::process::Command::new("umount").arg(p).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Item 6: `rro` makes a bind and every mount below it read-only
+/// (mount_setattr(AT_RECURSIVE)); plain `ro` (and no option) leave the
+/// submount writable, as mount(2) only changes the top mount.
+fn recursive_read_only() {
+    let mut host = HostDir::new("rro");
+    let vol = host.0.join("vol");
+    host.submount("vol/sub");
+    let src = vol.to_str().unwrap().to_string();
+    let script = "for d in /rro /rro/sub /ro /ro/sub /rw/sub; do \
+                  touch $d/x 2>/dev/null && echo \"$d rw\" || echo \"$d ro\"; done; \
+                  grep -c ' /rro/sub ' /proc/self/mountinfo";
+    let b = bundle(PARENT, "rro", &["sh", "-c", script], |v| {
+        let m = v["mounts"].as_array_mut().unwrap();
+        for (dest, opts) in [
+            ("/rro", json!(["rbind", "rro"])),
+            ("/ro", json!(["rbind", "ro"])),
+            ("/rw", json!(["rbind", "rnosuid", "rnodev"])),
+        ] {
+            m.push(json!({"destination": dest, "type": "bind", "source": src, "options": opts}));
+        }
+    });
+    let o = run(&b, "rro");
+    let _ = std::fs::remove_dir_all(&b);
+    let o = o.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        o.stdout, "/rro ro\n/rro/sub ro\n/ro ro\n/ro/sub rw\n/rw/sub rw\n1\n",
+        "{}",
+        o.stderr
+    );
+    // Writes that went through landed on the host's directories.
+    assert!(host.0.join("vol/sub/x").exists() && !host.0.join("vol/x").exists());
+}
+
+/// Item 7: an ID-mapped bind mount. With the container's own mapping (a
+/// user-namespace pod), host-owned files appear with their own ids inside
+/// (root's as root), and what container root writes is root's on the host;
+/// with another mapping and no user namespace, the ids are shifted by it
+/// (the mapping is a user namespace the helper makes for the mount alone).
+fn idmapped_bind_mount() {
+    let host = HostDir::new("idmap");
+    // Mounted on /var, an empty directory of the shared test rootfs: mapped
+    // root could not create a new mount point in it (host root's).
+    let data = host.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f0"), "").unwrap();
+    std::fs::write(data.join("f1000"), "").unwrap();
+    std::os::unix::fs::chown(data.join("f1000"), Some(1000), Some(1000)).unwrap();
+    let src = data.to_str().unwrap().to_string();
+    let script = "stat -c '%n %u:%g' /var/f0 /var/f1000; touch /var/new 2>/dev/null && echo wrote || echo unmapped";
+    let map = |host: u32| json!([{"containerID": 0, "hostID": host, "size": 65536}]);
+    for (name, userns, host_id, want) in [
+        (
+            "idmap-pod",
+            true,
+            200000,
+            "/var/f0 0:0\n/var/f1000 1000:1000\nwrote\n",
+        ),
+        // Host root (kuid 0) is outside this mapping: it cannot create files there.
+        (
+            "idmap-shift",
+            false,
+            5000,
+            "/var/f0 5000:5000\n/var/f1000 6000:6000\nunmapped\n",
+        ),
+    ] {
+        let b = bundle(PARENT, name, &["sh", "-c", script], |v| {
+            if userns {
+                add_userns(v);
+            }
+            v["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/var", "type": "bind", "source": src, "options": ["rbind"],
+                "uidMappings": map(host_id), "gidMappings": map(host_id)
+            }));
+        });
+        let o = run(&b, name);
+        let _ = std::fs::remove_dir_all(&b);
+        let o = o.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(o.stdout, want, "{name}: {}", o.stderr);
+        if userns {
+            let new = std::fs::metadata(data.join("new")).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!((new.uid(), new.gid()), (0, 0), "{name}: owner on the host");
+            std::fs::remove_file(data.join("new")).unwrap();
+        }
+    }
+}
+
+fn idmapped_mount_refusals() {
+    for (name, mount, want) in [
+        (
+            "idmap-nobind",
+            json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
+                   "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+            "bind mounts only",
+        ),
+        (
+            "idmap-onlyuid",
+            json!({"destination": "/t", "type": "bind", "source": "/tmp", "options": ["bind"],
+                   "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+            "both uidMappings and gidMappings",
+        ),
+    ] {
+        let b = bundle(PARENT, name, &["true"], |v| {
+            v["mounts"].as_array_mut().unwrap().push(mount);
+        });
+        let e = run(&b, name).map(|o| o.status).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&b);
+        assert!(
+            e.contains("mounts[/t].uidMappings/gidMappings") && e.contains(want),
+            "{e}"
+        );
+        assert_eq!(
+            common::cgroup_left(PARENT, name),
+            None,
+            "{name}: cgroup left"
+        );
+    }
+}
+
 fn main() {
     runtime_core::init::main_if_helper();
     let tests: &[(&str, fn())] = &[
@@ -218,6 +373,9 @@ fn main() {
             "no_mount_namespace_shares_the_hosts",
             no_mount_namespace_shares_the_hosts,
         ),
+        ("recursive_read_only", recursive_read_only),
+        ("idmapped_bind_mount", idmapped_bind_mount),
+        ("idmapped_mount_refusals", idmapped_mount_refusals),
     ];
     common::main(PARENT, tests)
 }

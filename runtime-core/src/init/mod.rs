@@ -19,6 +19,7 @@ mod console;
 pub mod devices;
 mod fsutil;
 pub mod keyring;
+pub(crate) mod mountattr;
 mod namespaces;
 mod process;
 mod rootfs;
@@ -79,7 +80,7 @@ fn helper(chan: &Channel) -> Result<()> {
     // an init in a user namespace could not look it up under the caller's
     // 0700 state root. The clone inherits the fd; the init reopens it for
     // writing through /proc/self/fd after pivot_root (as runc does).
-    let fifo = match cfg.exec_fifo.as_ref() {
+    let mut fifo = match cfg.exec_fifo.as_ref() {
         Some(p) => Some(
             std::fs::OpenOptions::new()
                 .read(true)
@@ -92,6 +93,9 @@ fn helper(chan: &Channel) -> Result<()> {
 
     // Step 2.
     join_cgroups(&cfg.cgroups)?;
+    // ID-mapped mounts need the host's CAP_SYS_ADMIN and the host's view of
+    // their sources: made now, inherited by the init as detached trees.
+    let mut idmap = mountattr::prepare(&spec, &cfg.bundle)?;
 
     // Step 3.
     let plan = namespaces::Plan::from_spec(&spec)?;
@@ -139,7 +143,11 @@ fn helper(chan: &Channel) -> Result<()> {
                 .and_then(|pid| timens::write_offsets(&spec).map(|()| pid))
             {
                 Ok(host_pid) => {
-                    container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid, fifo.as_ref())
+                    let mut inherited = Inherited {
+                        fifo: fifo.take(),
+                        idmap: std::mem::take(&mut idmap),
+                    };
+                    container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid, &mut inherited)
                 }
                 Err(e) => e,
             };
@@ -266,6 +274,13 @@ fn hook_state<'a>(
     }
 }
 
+/// What the helper opened from the host's side for the init, which inherits
+/// it through the clone: the exec FIFO and the ID-mapped mount trees.
+struct Inherited {
+    fifo: Option<std::fs::File>,
+    idmap: mountattr::IdmapTrees,
+}
+
 fn container_init(
     chan: &Channel,
     cfg: &InitConfig,
@@ -273,7 +288,7 @@ fn container_init(
     rootfs: &Path,
     plan: &namespaces::Plan,
     host_pid: i32,
-    fifo: Option<&std::fs::File>,
+    inherited: &mut Inherited,
 ) -> Error {
     let hooks = spec.hooks().as_ref();
     let create_hooks = || {
@@ -284,10 +299,18 @@ fn container_init(
             &state,
         )
     };
-    match prepare(chan, cfg, spec, rootfs, plan, &create_hooks) {
+    match prepare(
+        chan,
+        cfg,
+        spec,
+        rootfs,
+        plan,
+        &mut inherited.idmap,
+        &create_hooks,
+    ) {
         Ok(exec) => {
             // Wait for Start; EOF means the shim gave up on us (delete before start).
-            let started = match fifo {
+            let started = match &inherited.fifo {
                 Some(f) => wait_fifo(f),
                 None => chan.recv::<ToInit>(),
             };
@@ -317,6 +340,7 @@ fn prepare(
     spec: &Spec,
     rootfs: &Path,
     plan: &namespaces::Plan,
+    idmap: &mut mountattr::IdmapTrees,
     create_hooks: &dyn Fn() -> Result<()>,
 ) -> Result<process::Exec> {
     // A new session: the container's processes must not share the shim's.
@@ -327,7 +351,15 @@ fn prepare(
     // with the container's keyring.
     keyring::join_new(&cfg.id)?;
     if plan.has(LinuxNamespaceType::Mount) {
-        rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan, create_hooks)?;
+        rootfs::prepare(
+            spec,
+            &cfg.bundle,
+            rootfs,
+            &cfg.cgroups,
+            plan,
+            idmap,
+            create_hooks,
+        )?;
     } else {
         shared_mntns::enter(rootfs, create_hooks)?;
     }
