@@ -7,6 +7,7 @@
 //! `start` opens (runc's own design), instead of on the control channel.
 
 mod args;
+mod logger;
 mod state;
 
 use std::io::Write;
@@ -26,6 +27,7 @@ fn main() {
         Ok(p) => p,
         Err(e) => fail(&Global::default(), &e),
     };
+    logger::init(&g);
     if let Err(e) = args::check_flags(&cmd) {
         fail(&g, &e);
     }
@@ -142,15 +144,14 @@ fn create_container(
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
     let fifo = state::fifo(&g.root, id);
-    if fifo_wait {
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .map_err(|e| format!("mkfifo {}: {e}", fifo.display()))?;
-    }
     let undo = |e: String| {
         let _ = std::fs::remove_dir_all(&dir);
         e
     };
     let spec = runtime_core::spec::load(&bundle).map_err(|e| undo(e.to_string()))?;
+    if fifo_wait {
+        state::make_fifo(&fifo, &spec).map_err(undo)?;
+    }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let console_socket = cmd.flag("console-socket");
     if terminal && console_socket.is_none() && fifo_wait {
@@ -318,12 +319,39 @@ fn delete(g: &Global, cmd: &Cmd) -> Res {
     }
     let res = match c {
         Some(c) => c.delete().map_err(|e| e.to_string()),
-        // The init is gone and so is its pid: clean up from the bundle alone.
-        None => runtime_core::container::cleanup(&s.bundle, id).map_err(|e| e.to_string()),
+        // The init is gone and so is its pid (its parent reaped it long
+        // ago: it is not ours): clean up from the bundle alone.
+        None => {
+            let r = runtime_core::container::cleanup(&s.bundle, id).map_err(|e| e.to_string());
+            poststop_from_bundle(&s);
+            r
+        }
     };
     std::fs::remove_dir_all(state::dir(&g.root, id))
         .map_err(|e| format!("remove state of {id}: {e}"))?;
     res
+}
+
+/// The spec's poststop hooks, for a container whose init is gone, after its
+/// cgroup is removed (runtime-spec: after the container is deleted). A
+/// failing hook is a warning; the delete goes on (as runc does).
+fn poststop_from_bundle(s: &state::Saved) {
+    let spec = match runtime_core::spec::load(&s.bundle) {
+        Ok(spec) => spec,
+        Err(e) => return log::warn!("poststop hooks of {}: {e}", s.id),
+    };
+    let state = runtime_core::hooks::State {
+        oci_version: spec.version(),
+        id: &s.id,
+        status: "stopped",
+        pid: s.pid,
+        bundle: &s.bundle,
+        annotations: spec.annotations().as_ref(),
+    };
+    let hooks = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref());
+    if let Err(e) = runtime_core::hooks::run("poststop", hooks, &state) {
+        log::warn!("container {}: {e}", s.id);
+    }
 }
 
 fn ps(g: &Global, cmd: &Cmd) -> Res {

@@ -24,6 +24,33 @@ pub fn fifo(root: &str, id: &str) -> PathBuf {
     dir(root, id).join("exec.fifo")
 }
 
+/// The exec FIFO, as runc makes it: mode 0622 (not subject to our umask) and
+/// owned by the container's root, so that an init in a user namespace, as
+/// mapped root, can reopen it for writing (through the fd the helper opened
+/// before any namespace was joined: the state root itself is 0700 root's).
+pub fn make_fifo(path: &Path, spec: &oci_spec::runtime::Spec) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("mkfifo {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    let linux = spec.linux().as_ref();
+    let (uid, gid) = (
+        host_root(linux.and_then(|l| l.uid_mappings().as_deref())),
+        host_root(linux.and_then(|l| l.gid_mappings().as_deref())),
+    );
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(|e| format!("chown {} to {uid}:{gid}: {e}", path.display()))
+}
+
+/// The host id that container id 0 maps to (0 without a mapping).
+pub fn host_root(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> u32 {
+    maps.into_iter()
+        .flatten()
+        .find(|m| m.container_id() == 0 && m.size() > 0)
+        .map_or(0, |m| m.host_id())
+}
+
 pub fn load(root: &str, id: &str) -> Result<Saved, String> {
     let p = dir(root, id).join("state.json");
     let data = std::fs::read(&p).map_err(|_| format!("container {id} does not exist"))?;

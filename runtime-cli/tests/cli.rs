@@ -204,3 +204,135 @@ fn unsupported_flag_is_one_logged_error_and_nothing_is_made() {
     assert!(!root.join("flagged").exists(), "state left behind");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// A bundle from test-bundles/gen running `script`, its cgroup under a parent
+/// of this test process, with `edit` applied; (tmp dir, bundle, cgroup parent).
+fn bundle_with(
+    name: &str,
+    script: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (PathBuf, PathBuf, String) {
+    let tmp = std::env::temp_dir().join(format!("rshim-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let bundle = tmp.join("bundle");
+    let st = Command::new(repo().join("test-bundles/gen"))
+        .arg("bundle")
+        .arg(&bundle)
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cg_parent = format!("rshim-core-cli-{name}-{}", std::process::id());
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/{cg_parent}/c"));
+    edit(&mut v);
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    (tmp, bundle, cg_parent)
+}
+
+fn remove_cgroup_parent(cg_parent: &str) {
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join(cg_parent));
+    }
+}
+
+fn wait_stopped(cli: &Cli, id: &str) {
+    for _ in 0..500 {
+        if cli.status(id) == "stopped" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{id} did not stop");
+}
+
+/// Item 1: a default-deny seccomp profile written before close_range existed.
+#[test]
+fn seccomp_profile_without_close_range() {
+    let profile: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo().join("test-bundles/seccomp-linux-5.8.json")).unwrap(),
+    )
+    .unwrap();
+    let (tmp, bundle, cg) = bundle_with("seccomp58", "grep Seccomp: /proc/self/status", |v| {
+        v["process"]["noNewPrivileges"] = serde_json::json!(false);
+        v["linux"]["seccomp"] = profile;
+    });
+    let cli = Cli {
+        root: tmp.join("root"),
+    };
+    let o = cli.run(&["run", "--bundle", bundle.to_str().unwrap(), "seccomp58"]);
+    remove_cgroup_parent(&cg);
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "Seccomp:\t2\n");
+}
+
+/// Item 8: poststop hooks run on `delete`, after the init is gone (and reaped
+/// by someone else), with the state of a stopped container.
+#[test]
+fn poststop_hooks_run_on_delete() {
+    let (tmp, bundle, cg) = bundle_with("poststop", "exit 0", |_| {});
+    let out = tmp.join("poststop.json");
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["hooks"] = serde_json::json!({"poststop": [{
+        "path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", out.display())]
+    }]});
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    let cli = Cli {
+        root: tmp.join("root"),
+    };
+    let log = tmp.join("create.log");
+    let st = cli.create(&["--bundle", bundle.to_str().unwrap(), "poststop"], &log);
+    assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(cli.run(&["start", "poststop"]).status.success());
+    wait_stopped(&cli, "poststop");
+    assert!(!out.exists(), "poststop ran before delete");
+    let o = cli.run(&["delete", "poststop"]);
+    let state = std::fs::read_to_string(&out).unwrap_or_default();
+    remove_cgroup_parent(&cg);
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_str(&state).expect("poststop hook did not run");
+    assert_eq!(
+        (s["id"].as_str(), s["status"].as_str()),
+        (Some("poststop"), Some("stopped"))
+    );
+}
+
+/// Item 8: create/start of a container with a user namespace under a 0700
+/// state root (runc's /run/runc is 0700): the init, mapped root, could not
+/// look up exec.fifo there; it gets the fd from the helper.
+#[test]
+fn exec_fifo_with_user_namespace() {
+    let (tmp, bundle, cg) = bundle_with("usernsfifo", "id -u; cat /proc/self/uid_map", |v| {
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        v["linux"]["uidMappings"] = map.clone();
+        v["linux"]["gidMappings"] = map;
+    });
+    let root = tmp.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let cli = Cli { root };
+    let log = tmp.join("create.log");
+    let st = cli.create(&["--bundle", bundle.to_str().unwrap(), "usernsfifo"], &log);
+    let created = std::fs::read_to_string(&log).unwrap();
+    let started = st.success() && cli.run(&["start", "usernsfifo"]).status.success();
+    if st.success() {
+        wait_stopped(&cli, "usernsfifo");
+        let _ = cli.run(&["delete", "--force", "usernsfifo"]);
+    }
+    let out = std::fs::read_to_string(&log).unwrap();
+    remove_cgroup_parent(&cg);
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(st.success(), "create: {created}");
+    assert!(started, "start: {out}");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "300000", "65536"], "{out}");
+}

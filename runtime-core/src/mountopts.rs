@@ -8,7 +8,86 @@ pub struct MountOpts {
     pub propagation: libc::c_ulong,
     pub data: Vec<String>,
     pub bind: bool,
+    /// The recursive `r*` attributes (`rro`, `rnosuid`, …), applied with
+    /// `mount_setattr(AT_RECURSIVE)` to the mount and every mount below it.
+    pub rec: RecAttr,
 }
+
+/// `struct mount_attr`'s set and clear masks (`MOUNT_ATTR_*`).
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RecAttr {
+    pub set: u64,
+    pub clr: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// The atime mode is a 3-bit field, not flags: changing it takes the whole
+/// field in `attr_clr` (mount_setattr(2)).
+pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x10_0000;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+
+/// The recursive attribute an `r*` option names (runc's list) and whether it
+/// sets (`true`) or clears the flag; atime modes are handled apart.
+fn rec_flag(opt: &str) -> Option<(u64, bool)> {
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, true),
+        "rrw" => (MOUNT_ATTR_RDONLY, false),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, true),
+        "rsuid" => (MOUNT_ATTR_NOSUID, false),
+        "rnodev" => (MOUNT_ATTR_NODEV, true),
+        "rdev" => (MOUNT_ATTR_NODEV, false),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, true),
+        "rexec" => (MOUNT_ATTR_NOEXEC, false),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, true),
+        "rdiratime" => (MOUNT_ATTR_NODIRATIME, false),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, true),
+        "rsymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, false),
+        _ => return None,
+    })
+}
+
+/// The atime mode an `r*atime` option selects. The negative forms give the
+/// kernel's default, relatime, as their `mount(2)` counterparts do.
+fn rec_atime(opt: &str) -> Option<u64> {
+    Some(match opt {
+        "rnoatime" => MOUNT_ATTR_NOATIME,
+        "rstrictatime" => MOUNT_ATTR_STRICTATIME,
+        "rrelatime" | "ratime" | "rnorelatime" | "rnostrictatime" => MOUNT_ATTR_RELATIME,
+        _ => return None,
+    })
+}
+
+/// Every recursive option name [`parse_options`] understands: for the
+/// features document's `mountOptions` (written in features.rs).
+#[allow(dead_code)]
+pub const RECURSIVE_OPTIONS: &[&str] = &[
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rnoatime",
+    "ratime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rnosymfollow",
+    "rsymfollow",
+];
 
 pub fn parse_options(options: &[String]) -> MountOpts {
     let mut o = MountOpts::default();
@@ -48,6 +127,23 @@ pub fn parse_options(options: &[String]) -> MountOpts {
                 o.propagation |= propagation_flag(opt).unwrap_or(0);
                 (0, 0)
             }
+            r if rec_flag(r).is_some() => {
+                let (flag, set) = rec_flag(r).unwrap_or_default();
+                if set {
+                    o.rec.set |= flag;
+                    o.rec.clr &= !flag;
+                } else {
+                    o.rec.clr |= flag;
+                    o.rec.set &= !flag;
+                }
+                (0, 0)
+            }
+            r if rec_atime(r).is_some() => {
+                // The last atime option wins; the field is replaced whole.
+                o.rec.set = (o.rec.set & !MOUNT_ATTR_ATIME_MASK) | rec_atime(r).unwrap_or(0);
+                o.rec.clr |= MOUNT_ATTR_ATIME_MASK;
+                (0, 0)
+            }
             _ => {
                 o.data.push(opt.clone());
                 (0, 0)
@@ -72,4 +168,50 @@ pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
         _ => return None,
     };
     Some(f | rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(o: &[&str]) -> MountOpts {
+        parse_options(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let o = opts(&["rbind", "rro", "rnosuid", "rnodev", "nosymfollow-not-ours"]);
+        assert_eq!(
+            o.rec,
+            RecAttr {
+                set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                clr: 0
+            }
+        );
+        assert!(o.bind && o.flags & libc::MS_REC != 0 && o.flags & libc::MS_RDONLY == 0);
+        // Not passed to the filesystem as data; unknown options still are.
+        assert_eq!(o.data, vec!["nosymfollow-not-ours".to_string()]);
+        // The last of a pair wins.
+        let o = opts(&["rro", "rrw", "rexec"]);
+        assert_eq!(
+            o.rec,
+            RecAttr {
+                set: 0,
+                clr: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC
+            }
+        );
+        // atime: a mode, with the whole field cleared, the last one winning.
+        let o = opts(&["rnoatime", "rstrictatime"]);
+        assert_eq!(o.rec.set, MOUNT_ATTR_STRICTATIME);
+        assert_eq!(o.rec.clr, MOUNT_ATTR_ATIME_MASK);
+        let o = opts(&["rnoatime", "ratime"]);
+        assert_eq!(o.rec.set, MOUNT_ATTR_RELATIME);
+        // Propagation and plain flags are untouched.
+        let o = opts(&["rprivate", "ro"]);
+        assert_eq!(o.rec, RecAttr::default());
+        assert_eq!(o.propagation, libc::MS_PRIVATE | libc::MS_REC);
+        for name in RECURSIVE_OPTIONS {
+            assert!(opts(&[name]).data.is_empty(), "{name}");
+        }
+    }
 }

@@ -117,6 +117,7 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
             _ => {}
         }
     }
+    check_without_mount_ns(spec)?;
     let has_time_ns = linux
         .namespaces()
         .iter()
@@ -166,17 +167,7 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
             return Err(Error::unsupported(field, why));
         }
     }
-    for m in spec.mounts().iter().flatten() {
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(Error::unsupported(
-                format!(
-                    "mounts[{}].uidMappings/gidMappings",
-                    m.destination().display()
-                ),
-                "ID-mapped mounts are not supported by this runtime",
-            ));
-        }
-    }
+    crate::init::mountattr::check(spec)?;
     if let Some(path) = linux.cgroups_path() {
         if path.to_string_lossy().contains(':') {
             return Err(Error::unsupported(
@@ -185,6 +176,67 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
                     "{} looks like the systemd driver form slice:prefix:name, which is not supported: use a path",
                     path.display()
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A spec whose `linux.namespaces` has no mount entry: the container stays in
+/// the runtime's mount namespace (runtime-spec: every type left out is
+/// inherited) and gets its rootfs by `chroot`, as runc does without NEWNS.
+/// Every field that needs a mount would then change the host's own mount
+/// table, so each is refused by name: runc refuses masked and read-only paths
+/// ("unable to restrict sys entries without a private MNT namespace") but
+/// would mount the rest on the host.
+pub fn check_without_mount_ns(spec: &Spec) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    if linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount)
+    {
+        return Ok(());
+    }
+    let nonempty = |v: Option<usize>| v.is_some_and(|n| n > 0);
+    for (field, set) in [
+        ("mounts", nonempty(spec.mounts().as_ref().map(Vec::len))),
+        (
+            "linux.maskedPaths",
+            nonempty(linux.masked_paths().as_ref().map(Vec::len)),
+        ),
+        (
+            "linux.readonlyPaths",
+            nonempty(linux.readonly_paths().as_ref().map(Vec::len)),
+        ),
+        (
+            "root.readonly",
+            spec.root().as_ref().and_then(|r| r.readonly()) == Some(true),
+        ),
+        (
+            "linux.rootfsPropagation",
+            linux
+                .rootfs_propagation()
+                .as_ref()
+                .is_some_and(|p| !p.is_empty()),
+        ),
+        (
+            "linux.devices",
+            nonempty(linux.devices().as_ref().map(Vec::len)),
+        ),
+        (
+            "process.terminal",
+            spec.process().as_ref().and_then(|p| p.terminal()) == Some(true),
+        ),
+    ] {
+        if set {
+            return Err(Error::unsupported(
+                field,
+                "needs a mount in the container's own mount namespace, and linux.namespaces has none \
+                 (the container would share the host's mount table): add {\"type\": \"mount\"} or remove the field",
             ));
         }
     }

@@ -108,10 +108,43 @@ pub fn waitid_pidfd(pidfd: RawFd, nohang: bool) -> io::Result<Option<libc::sigin
 }
 
 /// Marks every fd from `first` up close-on-exec.
+///
+/// `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11) does it in one call; on a
+/// kernel without it (`ENOSYS`, or `EINVAL` for the flag on 5.9/5.10) every
+/// fd listed in `/proc/self/fd` is marked one by one, as runc does.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })
-        .map(|_| ())
+    // SAFETY: close_range takes no pointers; CLOEXEC only sets fd flags.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    match check(r) {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {
+            cloexec_from_proc(first)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `/proc/self/fd` walk behind [`cloexec_from`] (also its test).
+pub(crate) fn cloexec_from_proc(first: u32) -> io::Result<()> {
+    // Collected first: the directory's own fd must stay open while it is read,
+    // and setting a flag on it (or on fds that close meanwhile) is harmless.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &RawFd| fd >= first as RawFd)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD take an int and touch only this fd's flags;
+        // an fd closed since the listing fails with EBADF, which is ignored.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBADF) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Raw `setgroups`: glibc's wrapper broadcasts to all threads with a lock
@@ -188,5 +221,29 @@ pub fn openat2(
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_fallback_marks_inherited_fds_cloexec() {
+        // SAFETY: dup of stdin; the result is checked and closed below.
+        let fd = unsafe { libc::dup(0) };
+        assert!(fd >= 0);
+        // SAFETY: F_GETFD on the fd just made.
+        assert_eq!(
+            unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
+            0
+        );
+        // Only fds from ours up: the test harness's own fds below stay as they are.
+        cloexec_from_proc(fd as u32).unwrap();
+        // SAFETY: as above.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        // SAFETY: closing the fd made above, used by nothing else.
+        unsafe { libc::close(fd) };
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
     }
 }

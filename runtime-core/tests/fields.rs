@@ -154,7 +154,8 @@ fn no_mount_namespace_refused() {
                 .unwrap()
                 .retain(|n| n["type"] != "mount")
         },
-        &["linux.namespaces", "mount namespace is required"],
+        // The container would share the host's mount table: no mount of it may be made there.
+        &["mounts", "own mount namespace", "add {\"type\": \"mount\"}"],
     );
 }
 

@@ -1019,6 +1019,24 @@ fn containerd_default_seccomp_profile() {
     assert_no_leftovers("seccomp");
 }
 
+#[test]
+fn seccomp_profile_without_close_range() {
+    // A default-deny profile written for Linux 5.8 (no close_range), for the
+    // init and for an exec (which gets the container's profile).
+    let profile = repo().join("test-bundles/seccomp-linux-5.8.json");
+    let profile = profile.to_str().unwrap();
+    let id = "seccomp58";
+    let opts = ["--seccomp", "--seccomp-profile", profile];
+    run_detached(id, &opts, &["sh", "-c", "grep Seccomp: /proc/self/status; sleep 1000"]);
+    let o = run(&[
+        "task", "exec", "--exec-id", "x", id, "sh", "-c", "grep Seccomp: /proc/self/status",
+    ]);
+    let out = text(&o.stdout);
+    kill_and_remove(id);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert_eq!(out, "Seccomp:\t2\n");
+}
+
 /// containerd's own Go runc shim, with our runc-compatible CLI as its runc.
 fn runc_binary() -> String {
     repo()

@@ -186,17 +186,11 @@ impl Cgroup {
                         &f("reservation"),
                     )?;
                 }
-                for (name, file, v) in [
-                    ("kernel", "memory.kmem.limit_in_bytes", m.kernel()),
-                    (
-                        "kernelTCP",
-                        "memory.kmem.tcp.limit_in_bytes",
-                        m.kernel_tcp(),
-                    ),
-                ] {
-                    if let Some(v) = v {
-                        kmem(d, file, v, &f(name))?;
-                    }
+                if m.kernel().is_some() {
+                    ignored_kmem(&f("kernel"));
+                }
+                if let Some(v) = m.kernel_tcp() {
+                    kmem(d, "memory.kmem.tcp.limit_in_bytes", v, &f("kernelTCP"))?;
                 }
                 if let Some(s) = m.swappiness() {
                     if s > 100 {
@@ -232,9 +226,15 @@ impl Cgroup {
                 if let Some(r) = m.reservation() {
                     set(d, "memory.low", &v2_limit(r), &f("reservation"))?;
                 }
-                let v1_only = [
+                for (name, set) in [
                     ("kernel", m.kernel().is_some()),
                     ("kernelTCP", m.kernel_tcp().is_some()),
+                ] {
+                    if set {
+                        ignored_kmem(&f(name));
+                    }
+                }
+                let v1_only = [
                     ("swappiness", m.swappiness().is_some()),
                     ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
                     ("useHierarchy", m.use_hierarchy() == Some(false)),
@@ -541,8 +541,18 @@ impl Cgroup {
     }
 }
 
-/// Kernel memory limits: Linux 6.x still has the v1 files but ignores writes
-/// to `memory.kmem.limit_in_bytes`; read back so that is refused, not ignored.
+/// `memory.kernel` (and on v2 `kernelTCP`): deprecated by the runtime spec;
+/// Linux 5.16 stopped enforcing a kernel memory limit and v2 never had one.
+/// Accepted and ignored with a warning, as runc does, so specs written for
+/// older runtimes still run.
+fn ignored_kmem(field: &str) {
+    log::warn!(
+        "{field} is deprecated and ignored: this kernel has no separate kernel memory limit"
+    );
+}
+
+/// `kernelTCP` on v1 (`memory.kmem.tcp.limit_in_bytes` is still enforced):
+/// read back, so a kernel that ignores the write is refused, not ignored.
 fn kmem(d: &Path, file: &str, v: i64, field: &str) -> Result<()> {
     let gone = || {
         refuse(
@@ -709,11 +719,6 @@ mod tests {
                 "cgroup v1",
             ),
             (
-                json!({"memory": {"kernel": 1000}}),
-                "memory.kernel",
-                "cgroup v1",
-            ),
-            (
                 json!({"memory": {"swap": 100}}),
                 "memory.swap",
                 "needs a memory.limit",
@@ -755,6 +760,11 @@ mod tests {
         cg.apply(Some(&res(json!({"unified": {"memory.high": "12345"}}))))
             .unwrap();
         assert_eq!(read(&d, "memory.high"), "12345");
+        // Deprecated kernel memory limits are accepted (and ignored), not refused.
+        cg.apply(Some(&res(
+            json!({"memory": {"kernel": 1000, "kernelTCP": 2000}}),
+        )))
+        .unwrap();
         let _ = fs::remove_dir_all(d.parent().unwrap());
     }
 

@@ -52,7 +52,12 @@ fn mknod(root: RawFd, path: &Path, n: &Node) -> Result<()> {
     let what = format!("device {}", path.display());
     let parent = fsutil::mkdir_all(root, path.parent().unwrap_or(Path::new("/")), 0o755)?;
     let name = CString::new(path.file_name().unwrap_or_default().as_encoded_bytes()).unwrap();
-    let dev = libc::makedev(major as u32, minor as u32);
+    // A FIFO has no device number (runtime-spec: major/minor only "unless type is p").
+    let dev = if kind == libc::S_IFIFO {
+        0
+    } else {
+        libc::makedev(major as u32, minor as u32)
+    };
     let r = unsafe {
         libc::mknodat(
             parent.as_raw_fd(),
@@ -102,7 +107,12 @@ fn mknod(root: RawFd, path: &Path, n: &Node) -> Result<()> {
     let st = fsutil::fstat(fd.as_raw_fd()).map_err(|e| Error::sys("fstat", &what, e))?;
     if st.st_mode & libc::S_IFMT != kind || st.st_rdev != dev {
         return Err(Error::Init(format!(
-            "{what}: created node is not {major}:{minor}"
+            "{what}: created node is not {}",
+            if kind == libc::S_IFIFO {
+                "a FIFO".to_string()
+            } else {
+                format!("{major}:{minor}")
+            }
         )));
     }
     Ok(())
@@ -140,19 +150,38 @@ fn bind_host_node(root: RawFd, path: &Path) -> Result<()> {
     )
 }
 
+fn spec_devices(spec: &Spec) -> impl Iterator<Item = &oci_spec::runtime::LinuxDevice> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+}
+
+/// `linux.devices[]` of type `p`: a named pipe, made with `mknod` (which needs
+/// no capability for a FIFO, so also in a user namespace, where there is no
+/// host node to bind).
+fn fifo_node(d: &oci_spec::runtime::LinuxDevice) -> Option<Node> {
+    (d.typ() == LinuxDeviceType::P).then(|| Node {
+        kind: libc::S_IFIFO,
+        major: 0,
+        minor: 0,
+        mode: d.file_mode().unwrap_or(0o666),
+        uid: d.uid().unwrap_or(0),
+        gid: d.gid().unwrap_or(0),
+    })
+}
+
 pub fn populate(root: RawFd, spec: &Spec, userns: bool) -> Result<()> {
     if userns {
         for (name, _, _) in DEFAULT {
             bind_host_node(root, &Path::new("/dev").join(name))?;
         }
-        for d in spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.devices().as_ref())
-            .into_iter()
-            .flatten()
-        {
-            bind_host_node(root, d.path())?;
+        for d in spec_devices(spec) {
+            match fifo_node(d) {
+                Some(node) => mknod(root, d.path(), &node)?,
+                None => bind_host_node(root, d.path())?,
+            }
         }
         return symlinks(root);
     }
@@ -167,17 +196,15 @@ pub fn populate(root: RawFd, spec: &Spec, userns: bool) -> Result<()> {
         };
         mknod(root, &Path::new("/dev").join(name), &node)?;
     }
-    for d in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for d in spec_devices(spec) {
+        if let Some(node) = fifo_node(d) {
+            mknod(root, d.path(), &node)?;
+            continue;
+        }
         let kind = match d.typ() {
             LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
             LinuxDeviceType::B => libc::S_IFBLK,
-            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::P => libc::S_IFIFO, // made by fifo_node above
             LinuxDeviceType::A => {
                 return Err(Error::unsupported(
                     format!("linux.devices[{}].type", d.path().display()),

@@ -19,11 +19,13 @@ mod console;
 pub mod devices;
 mod fsutil;
 pub mod keyring;
+pub(crate) mod mountattr;
 mod namespaces;
 mod process;
 pub(crate) mod propagation;
 mod rootfs;
 mod seccomp;
+mod shared_mntns;
 mod sysctl;
 mod timens;
 pub mod user;
@@ -75,9 +77,26 @@ fn helper(chan: &Channel) -> Result<()> {
     };
     let spec = spec::load(&cfg.bundle)?;
     let rootfs = spec::rootfs(&cfg.bundle, &spec)?;
+    // The exec FIFO, opened here while we are root of the host's namespaces:
+    // an init in a user namespace could not look it up under the caller's
+    // 0700 state root. The clone inherits the fd; the init reopens it for
+    // writing through /proc/self/fd after pivot_root (as runc does).
+    let mut fifo = match cfg.exec_fifo.as_ref() {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(p)
+                .map_err(|e| Error::sys("open", p.display(), e))?,
+        ),
+        None => None,
+    };
 
     // Step 2.
     join_cgroups(&cfg.cgroups)?;
+    // ID-mapped mounts need the host's CAP_SYS_ADMIN and the host's view of
+    // their sources: made now, inherited by the init as detached trees.
+    let mut idmap = mountattr::prepare(&spec, &cfg.bundle)?;
 
     // Step 3.
     let plan = namespaces::Plan::from_spec(&spec)?;
@@ -124,7 +143,13 @@ fn helper(chan: &Channel) -> Result<()> {
                 .and_then(|pid| unshare(later).map(|()| pid))
                 .and_then(|pid| timens::write_offsets(&spec).map(|()| pid))
             {
-                Ok(host_pid) => container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid),
+                Ok(host_pid) => {
+                    let mut inherited = Inherited {
+                        fifo: fifo.take(),
+                        idmap: std::mem::take(&mut idmap),
+                    };
+                    container_init(chan, &cfg, &spec, &rootfs, &plan, host_pid, &mut inherited)
+                }
                 Err(e) => e,
             };
             let _ = chan.send(&error_report(err.to_string()), None);
@@ -168,6 +193,7 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
     // The container's user namespace too, when it has its own: setns refuses
     // (EINVAL) to "join" the user namespace we are already in.
     let with_user = all | libc::CLONE_NEWUSER;
+    let shared_root = shared_mntns::init_root_if_shared(init.as_raw_fd())?;
     if unsafe { libc::setns(init.as_raw_fd(), with_user) } < 0
         && unsafe { libc::setns(init.as_raw_fd(), all) } < 0
     {
@@ -177,6 +203,9 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
         ));
     }
     drop(init);
+    if let Some(root) = shared_root {
+        shared_mntns::join_root(root)?;
+    }
     match unsafe { sys::clone3_fork(libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "exec process", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
@@ -186,7 +215,6 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
             let err = match keyring::join_new(&cfg.id)
                 .and_then(|()| exec_prepare(chan, &cfg.process, cfg.seccomp.as_ref()))
                 .and_then(|exec| {
-                    sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
                     chan.send(&FromInit::Ready, None)?;
                     Ok(exec)
                 }) {
@@ -247,6 +275,13 @@ fn hook_state<'a>(
     }
 }
 
+/// What the helper opened from the host's side for the init, which inherits
+/// it through the clone: the exec FIFO and the ID-mapped mount trees.
+struct Inherited {
+    fifo: Option<std::fs::File>,
+    idmap: mountattr::IdmapTrees,
+}
+
 fn container_init(
     chan: &Channel,
     cfg: &InitConfig,
@@ -254,6 +289,7 @@ fn container_init(
     rootfs: &Path,
     plan: &namespaces::Plan,
     host_pid: i32,
+    inherited: &mut Inherited,
 ) -> Error {
     let hooks = spec.hooks().as_ref();
     let create_hooks = || {
@@ -264,23 +300,18 @@ fn container_init(
             &state,
         )
     };
-    // Opened now, while the host's paths are visible; reopened for writing
-    // through /proc/self/fd after pivot_root (as runc does with exec.fifo).
-    let fifo = match cfg.exec_fifo.as_ref().map(|p| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-            .open(p)
-            .map_err(|e| Error::sys("open", p.display(), e))
-    }) {
-        Some(Err(e)) => return e,
-        Some(Ok(f)) => Some(f),
-        None => None,
-    };
-    match prepare(chan, cfg, spec, rootfs, plan, &create_hooks) {
+    match prepare(
+        chan,
+        cfg,
+        spec,
+        rootfs,
+        plan,
+        &mut inherited.idmap,
+        &create_hooks,
+    ) {
         Ok(exec) => {
             // Wait for Start; EOF means the shim gave up on us (delete before start).
-            let started = match &fifo {
+            let started = match &inherited.fifo {
                 Some(f) => wait_fifo(f),
                 None => chan.recv::<ToInit>(),
             };
@@ -310,22 +341,29 @@ fn prepare(
     spec: &Spec,
     rootfs: &Path,
     plan: &namespaces::Plan,
+    idmap: &mut mountattr::IdmapTrees,
     create_hooks: &dyn Fn() -> Result<()>,
 ) -> Result<process::Exec> {
     // A new session: the container's processes must not share the shim's.
     if unsafe { libc::setsid() } < 0 {
         return Err(crate::error::last("setsid", "container init"));
     }
-    if !plan.has(LinuxNamespaceType::Mount) {
-        return Err(Error::unsupported(
-            "linux.namespaces",
-            "a mount namespace is required: add {\"type\": \"mount\"}",
-        ));
-    }
     // Before createContainer hooks: they (and everything after) already run
     // with the container's keyring.
     keyring::join_new(&cfg.id)?;
-    rootfs::prepare(spec, &cfg.bundle, rootfs, &cfg.cgroups, plan, create_hooks)?;
+    if plan.has(LinuxNamespaceType::Mount) {
+        rootfs::prepare(
+            spec,
+            &cfg.bundle,
+            rootfs,
+            &cfg.cgroups,
+            plan,
+            idmap,
+            create_hooks,
+        )?;
+    } else {
+        shared_mntns::enter(rootfs, create_hooks)?;
+    }
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !plan.has(LinuxNamespaceType::Uts) {
             return Err(Error::unsupported(
@@ -355,8 +393,7 @@ fn prepare(
         process,
         spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
     )?;
-    // Nothing of the shim may leak: every fd but stdio closes on exec (incl. the channel).
-    sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
+    // process::setup marked every fd but stdio close-on-exec (incl. the channel).
     chan.send(&FromInit::Ready, None)?;
     Ok(exec)
 }

@@ -334,7 +334,16 @@ fn home_of(uid: u32) -> String {
         .to_string()
 }
 
+/// Everything of the process spec up to (not including) `execve`.
+///
+/// First, every fd but stdio is marked close-on-exec, so nothing of the shim
+/// (its sockets, the control channel, FIFOs) reaches the container's process.
+/// That must come before the seccomp filter is loaded: a profile whose default
+/// is an error and that predates `close_range` (Linux 5.9), as many do, would
+/// refuse the call. Anything opened after this point is itself `O_CLOEXEC`
+/// (std's files, the exec FIFO, hooks' pipes), so the marking stays complete.
 pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> Result<Exec> {
+    crate::sys::cloexec_from(3).map_err(|e| Error::sys("close_range", "fds >= 3", e))?;
     // Read while we still see the image's files as root (before the identity switch).
     let mut env: Vec<String> = p.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {

@@ -8,10 +8,11 @@ use std::path::Path;
 use oci_spec::runtime::{Mount, Spec};
 
 use super::fsutil::{self, cstr, fd_path};
+use super::mountattr::IdmapTrees;
 use super::namespaces::Plan;
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
-use crate::mountopts::{parse_options, MountOpts};
+use crate::mountopts::{parse_options, propagation_flag, MountOpts, RecAttr};
 
 pub fn prepare(
     spec: &Spec,
@@ -19,6 +20,7 @@ pub fn prepare(
     rootfs: &Path,
     cgroups: &[CgroupDir],
     plan: &Plan,
+    idmap: &mut IdmapTrees,
     before_pivot: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     let linux = spec.linux().as_ref();
@@ -40,8 +42,8 @@ pub fn prepare(
     let root: OwnedFd = root.into();
     let rootfd = root.as_raw_fd();
 
-    for m in spec.mounts().iter().flatten() {
-        mount_one(rootfd, bundle, m, cgroups, plan)?;
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        mount_one(rootfd, bundle, m, cgroups, plan, idmap.take(i))?;
     }
     super::devices::populate(
         rootfd,
@@ -94,12 +96,34 @@ pub fn prepare(
     Ok(())
 }
 
+/// One `mounts[]` entry, then its recursive `r*` attributes over the whole
+/// new mount tree (the plain flags of `mount(2)` reach the top mount only).
 fn mount_one(
     root: RawFd,
     bundle: &Path,
     m: &Mount,
     cgroups: &[CgroupDir],
     plan: &Plan,
+    idmapped: Option<OwnedFd>,
+) -> Result<()> {
+    mount_entry(root, bundle, m, cgroups, plan, idmapped)?;
+    let rec = parse_options(m.options().as_deref().unwrap_or(&[])).rec;
+    if rec == RecAttr::default() {
+        return Ok(());
+    }
+    let what = format!("mounts[{}]", m.destination().display());
+    let target = fsutil::open(root, m.destination(), libc::O_PATH)
+        .map_err(|e| Error::sys("openat2", format!("{what} (recursive options)"), e))?;
+    super::mountattr::set_recursive(target.as_raw_fd(), rec, &what)
+}
+
+fn mount_entry(
+    root: RawFd,
+    bundle: &Path,
+    m: &Mount,
+    cgroups: &[CgroupDir],
+    plan: &Plan,
+    idmapped: Option<OwnedFd>,
 ) -> Result<()> {
     let dest = m.destination();
     let what = format!("mounts[{}]", dest.display());
@@ -136,21 +160,27 @@ fn mount_one(
         let meta = std::fs::metadata(&src)
             .map_err(|e| Error::sys("stat", format!("{what} source {}", src.display()), e))?;
         let target = fsutil::ensure(root, dest, meta.is_dir())?;
-        // Open the source without following a final symlink swap; mount from its fd.
-        let src_fd = std::fs::File::open(&src).map_err(|e| Error::sys("open", src.display(), e));
-        let src_c = match &src_fd {
-            Ok(f) => CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap(),
-            Err(_) => cstr(&src),
-        };
-        let rec = opts.flags & libc::MS_REC;
-        fsutil::mount(
-            Some(&src_c),
-            &fd_path(&target),
-            None,
-            libc::MS_BIND | rec,
-            None,
-            &what,
-        )?;
+        if let Some(tree) = idmapped {
+            // Made (and ID-mapped) by the helper from the host's view of the source.
+            super::mountattr::move_onto(tree, &target, &what)?;
+        } else {
+            // Open the source without following a final symlink swap; mount from its fd.
+            let src_fd =
+                std::fs::File::open(&src).map_err(|e| Error::sys("open", src.display(), e));
+            let src_c = match &src_fd {
+                Ok(f) => CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap(),
+                Err(_) => cstr(&src),
+            };
+            let rec = opts.flags & libc::MS_REC;
+            fsutil::mount(
+                Some(&src_c),
+                &fd_path(&target),
+                None,
+                libc::MS_BIND | rec,
+                None,
+                &what,
+            )?;
+        }
         let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC);
         if extra != 0 {
             // The bind itself ignores flags: they need a remount of the new mount.
