@@ -36,6 +36,7 @@ pub fn install() {
 /// the `test-panic` feature (never in the shipped binary): `RSHIM_TEST_PANIC`
 /// names the place (`start`, `serve`) that panics.
 #[cfg(feature = "test-panic")]
+#[track_caller]
 pub fn test_point(place: &str) {
     if std::env::var("RSHIM_TEST_PANIC").as_deref() == Ok(place) {
         panic!("test-panic at {place}");

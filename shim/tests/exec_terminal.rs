@@ -24,14 +24,19 @@ fn mkfifo(p: &Path) {
     );
 }
 
-/// Opens a FIFO's read end without blocking, then makes reads blocking, and
-/// reads it to EOF on a thread (EOF: the shim closed its write end).
-fn read_fifo(p: &Path) -> std::thread::JoinHandle<Vec<u8>> {
-    let f = std::fs::OpenOptions::new()
+/// A FIFO's read end, opened without blocking before the shim opens the
+/// write end (as clients do).
+fn open_reader(p: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(p)
-        .unwrap();
+        .unwrap()
+}
+
+/// Reads to EOF (the shim closed its write end) on a thread; call once the
+/// shim holds the write end, or the first read sees EOF at once.
+fn read_to_eof(f: std::fs::File) -> std::thread::JoinHandle<Vec<u8>> {
     use std::os::fd::AsRawFd;
     // SAFETY: F_SETFL on an fd we own; clears O_NONBLOCK.
     unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, 0) };
@@ -55,7 +60,7 @@ fn exec_terminal_comes_from_the_request_and_a_megabyte_arrives_whole() {
     std::fs::create_dir_all(&dir).unwrap();
     let stdout = dir.join("t1-stdout");
     mkfifo(&stdout);
-    let reader = read_fifo(&stdout);
+    let reader = open_reader(&stdout);
     const N: usize = 1 << 20;
     // No newline in the megabyte: the tty's output processing (\n -> \r\n)
     // leaves it byte for byte.
@@ -88,6 +93,7 @@ fn exec_terminal_comes_from_the_request_and_a_megabyte_arrives_whole() {
             .start(deadline(), &start)
             .await
             .expect("Start of an exec with a terminal");
+        let reader = read_to_eof(reader);
         let w = client
             .wait(
                 deadline(),
