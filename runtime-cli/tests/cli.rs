@@ -167,6 +167,12 @@ fn unknown_command_and_features() {
         .unwrap()
         .iter()
         .any(|n| n == "user"));
+    // The same document the shim's -info carries, built from oci-spec's types.
+    let doc: oci_spec::runtime::Features = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc, runtime_core::features::features());
+    assert!(v["linux"]["seccomp"]["archs"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "SCMP_ARCH_X86_64")));
 }
 
 #[test]

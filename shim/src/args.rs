@@ -13,6 +13,10 @@ pub struct Flags {
     pub socket: String,
     pub debug: bool,
     pub version: bool,
+    /// `-info`: print the RuntimeInfo protobuf (containerd 2.x asks for it).
+    pub info: bool,
+    /// `check -containerd-config PATH`: the config to diagnose.
+    pub containerd_config: Option<String>,
     /// `start`, `delete`, or none for the serving daemon.
     pub action: Option<String>,
 }
@@ -78,6 +82,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Flags, ArgError> 
             "socket" => f.socket = value(inline)?,
             "debug" => f.debug = inline.is_none_or(|v| v != "false"),
             "v" | "version" => f.version = true,
+            "info" => f.info = inline.is_none_or(|v| v != "false"),
+            "containerd-config" => f.containerd_config = Some(value(inline)?),
             other => return Err(ArgError(format!("flag provided but not defined: -{other}"))),
         }
     }
@@ -111,6 +117,13 @@ mod tests {
             ("ns", "x", "/b")
         );
         assert_eq!(f.action.as_deref(), Some("delete"));
+    }
+
+    #[test]
+    fn info_flag() {
+        assert!(p("-info").info);
+        assert!(!p("-info=false").info);
+        assert!(!p("-id x start").info);
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub struct Container {
     pub rootfs_mounted: bool,
     /// The container has no pid namespace of its own: see `shares_pid_namespace`.
     pub kill_all_on_exit: bool,
+    /// IoUid/IoGid of the runtime options, for the stdio pipes of its execs.
+    pub io_ids: (u32, u32),
     /// `None` once deleted. The mutex guards only the slot: callers clone the
     /// `Arc` out ([`Container::core`]) and work on it unlocked, so a slow exec
     /// or start on a blocking thread never stalls a Kill, Stats or exit reap

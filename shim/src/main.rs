@@ -7,23 +7,29 @@
 
 mod address;
 mod args;
+mod check;
 mod checkpoint;
 mod container;
 mod delete;
 mod events;
+mod info;
 mod io;
 mod logger;
 mod metrics;
+mod options;
+mod panic;
 mod protocol;
 mod reaper;
 mod server;
 mod service;
+mod shim_cgroup;
 mod start;
 mod workdir;
 
 fn main() {
     // First, before any thread exists: maybe we are the container-init helper.
     runtime_core::init::main_if_helper();
+    panic::install();
     let flags = match args::parse(std::env::args().skip(1)) {
         Ok(f) => f,
         Err(e) => {
@@ -38,11 +44,29 @@ fn main() {
         );
         return;
     }
+    if flags.info {
+        if let Err(e) = info::run() {
+            eprintln!("containerd-shim-rust-v1 -info: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let result = match flags.action.as_deref() {
-        Some("start") => start::run(&flags),
-        Some("delete") => delete::run(&flags),
+        Some("start") => {
+            // containerd made the log FIFO in the bundle (our cwd) already.
+            logger::init(&flags.id, flags.debug);
+            start::run(&flags)
+        }
+        Some("delete") => {
+            logger::init(&flags.id, flags.debug);
+            delete::run(&flags)
+        }
+        Some("check") => std::process::exit(check::run(flags.containerd_config.as_deref())),
         None => server::run(flags),
-        Some(other) => Err(format!("unknown action {other:?}: expected start or delete").into()),
+        Some(other) => Err(format!(
+            "unknown action {other:?}: expected start, delete or check (a host diagnosis)"
+        )
+        .into()),
     };
     if let Err(e) = result {
         eprintln!("containerd-shim-rust-v1: {e}");

@@ -18,6 +18,7 @@ const V3: &str = "containerd.task.v3.Task";
 
 pub fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     logger::init(&flags.id, flags.debug);
+    crate::panic::test_point("serve");
     // Orphans of our containers become ours, not the machine's (see reaper).
     if let Err(e) = reaper::become_subreaper() {
         log::warn!("prctl(PR_SET_CHILD_SUBREAPER): {e}: orphans will escape to pid 1");

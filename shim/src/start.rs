@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use crate::address::{self, SANDBOX_ID};
 use crate::args::Flags;
@@ -44,7 +44,7 @@ fn listen(path: &str) -> Result<Option<UnixListener>> {
     }
 }
 
-fn spawn_daemon(flags: &Flags, listener: &UnixListener, address: &str) -> Result<u32> {
+fn spawn_daemon(flags: &Flags, listener: &UnixListener, address: &str) -> Result<Child> {
     let exe = std::env::current_exe()?;
     let raw = listener.as_raw_fd();
     let mut cmd = Command::new(exe);
@@ -53,7 +53,8 @@ fn spawn_daemon(flags: &Flags, listener: &UnixListener, address: &str) -> Result
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // Between fork and exec: async-signal-safe calls only (and `start` is single-threaded).
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid,
+    // fcntl, dup2) run, and `start` is single-threaded.
     unsafe {
         cmd.pre_exec(move || {
             // Our own session: containerd's signals to its process group must not reach us.
@@ -67,7 +68,7 @@ fn spawn_daemon(flags: &Flags, listener: &UnixListener, address: &str) -> Result
             Ok(())
         })
     };
-    Ok(cmd.spawn()?.id())
+    Ok(cmd.spawn()?)
 }
 
 /// containerd 2.x understands a JSON reply naming the task API version;
@@ -80,16 +81,48 @@ fn reply(address: &str, v3: bool) -> String {
     }
 }
 
+/// containerd's options on stdin (see [`crate::options`]); read to the end
+/// so it never blocks on us. Only `ShimCgroup` matters here: the rest is
+/// checked at CreateTask, which carries the same options.
+fn read_options() -> crate::options::Options {
+    let mut bytes = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut bytes) {
+        log::warn!("start: read runtime options from stdin: {e}");
+    }
+    match crate::options::Options::from_any_bytes(&bytes) {
+        Ok((opts, any)) => {
+            log::debug!(
+                "start: runtime options {:?}: {opts:?}",
+                any.as_ref().map_or("(none)", |a| a.type_url.as_str())
+            );
+            opts
+        }
+        // CreateTask refuses them with the same message.
+        Err(e) => {
+            log::warn!("start: {e}");
+            Default::default()
+        }
+    }
+}
+
 pub fn run(flags: &Flags) -> Result<()> {
-    // containerd may pipe runtime options on stdin; read them so it never blocks on us.
-    let mut opts = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut opts);
+    let opts = read_options();
+    crate::panic::test_point("start");
     let group = group_id(&flags.id);
     let addr = address::socket_address(&flags.address, &flags.namespace, &group);
     let path = address::socket_path(&addr);
     if let Some(listener) = listen(path)? {
-        let pid = spawn_daemon(flags, &listener, &addr)?;
-        let _ = std::fs::write("shim.pid", pid.to_string());
+        let mut daemon = spawn_daemon(flags, &listener, &addr)?;
+        if !opts.shim_cgroup.is_empty() {
+            if let Err(e) = crate::shim_cgroup::join(&opts.shim_cgroup, daemon.id()) {
+                // Nothing of this start may stay: the daemon, its socket.
+                let _ = daemon.kill();
+                let _ = daemon.wait();
+                let _ = std::fs::remove_file(path);
+                return Err(e.into());
+            }
+        }
+        let _ = std::fs::write("shim.pid", daemon.id().to_string());
     }
     std::fs::write("address", &addr).map_err(|e| format!("write address file: {e}"))?;
     let v3 = crate::protocol::containerd_speaks_v3();

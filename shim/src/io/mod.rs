@@ -57,6 +57,23 @@ pub struct Owner<'a> {
     /// The container's id, or the exec's id for an exec (as the runc shim does).
     pub id: &'a str,
     pub namespace: &'a str,
+    /// IoUid/IoGid of the runtime options: owner of the pipes the process
+    /// gets (as the runc shim chowns them), so a process running as that
+    /// user can reopen its stdio through /proc/self/fd.
+    pub io_ids: (u32, u32),
+}
+
+/// Gives a pipe (both ends share the inode) to the runtime options' IoUid/IoGid.
+fn chown_pipe(fd: &OwnedFd, (uid, gid): (u32, u32)) -> std::io::Result<()> {
+    if (uid, gid) == (0, 0) {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(fd, Some(uid), Some(gid)).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("fchown stdio pipe to IoUid {uid} IoGid {gid}: {e}"),
+        )
+    })
 }
 
 /// Where one output stream is copied to.
@@ -157,7 +174,9 @@ pub async fn open(
         let (close_tx, close_rx) = oneshot::channel();
         io.stdin_task = Some(tokio::spawn(copy_stdin(fifo, tx, close_rx)));
         io.stdin_close = Some(close_tx);
-        stdio.stdin = Some(rx.into_blocking_fd()?);
+        let rx = rx.into_blocking_fd()?;
+        chown_pipe(&rx, owner.io_ids)?;
+        stdio.stdin = Some(rx);
     }
     let (sinks, logger) = output_sinks(owner, stdout, stderr).await?;
     io.logger = logger;
@@ -170,7 +189,9 @@ pub async fn open(
         };
         let (tx, rx) = pipe::pipe()?;
         io.outputs.push(tokio::spawn(copy_output(rx, sink, name)));
-        *slot = Some(tx.into_blocking_fd()?);
+        let tx = tx.into_blocking_fd()?;
+        chown_pipe(&tx, owner.io_ids)?;
+        *slot = Some(tx);
     }
     Ok((stdio, io))
 }

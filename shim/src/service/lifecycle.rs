@@ -51,8 +51,18 @@ fn shares_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
 /// Host-side creation, run on a blocking thread: work dir, rootfs, container.
 pub(super) fn create_blocking(
     req: &CreateTaskRequest,
+    opts: &crate::options::Options,
     stdio: runtime_core::Stdio,
 ) -> runtime_core::Result<Created> {
+    // The systemd cgroup driver (issue 9) takes `opts.systemd_cgroup` into
+    // runtime_core::CreateOpts here; until it does, the option is refused.
+    if opts.systemd_cgroup {
+        return Err(runtime_core::Error::unsupported(
+            "runtime option SystemdCgroup",
+            "the systemd cgroup driver is not implemented yet; set SystemdCgroup = false \
+             (and the kubelet's cgroupDriver: cgroupfs)",
+        ));
+    }
     let bundle = PathBuf::from(&req.bundle);
     let spec = runtime_core::spec::load(&bundle)?;
     let kill_all_on_exit = shares_pid_namespace(&spec);
@@ -200,7 +210,11 @@ impl Service {
         let (stdio, io) = if terminal {
             (runtime_core::Stdio::default(), None)
         } else {
-            let (stdio, io) = io::open(self.owner(&p.exec_id), &p.stdin, &p.stdout, &p.stderr)
+            let owner = io::Owner {
+                io_ids: c.io_ids,
+                ..self.owner(&p.exec_id)
+            };
+            let (stdio, io) = io::open(owner, &p.stdin, &p.stdout, &p.stderr)
                 .await
                 .map_err(|e| err(Code::INTERNAL, format!("open exec stdio: {e}")))?;
             (stdio, Some(io))

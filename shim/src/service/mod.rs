@@ -73,6 +73,7 @@ impl Service {
         io::Owner {
             id,
             namespace: &self.namespace,
+            io_ids: (0, 0),
         }
     }
 
@@ -116,11 +117,30 @@ impl Task for Service {
                     .map_err(join_err)?;
             return Err(err(Code::UNIMPLEMENTED, msg));
         }
+        // containerd's runtime options (see crate::options): refused ones end
+        // the create here, before anything is made.
+        let opts = match req.options.as_ref() {
+            Some(any) => crate::options::Options::from_any(any),
+            None => Ok(Default::default()),
+        }
+        .map_err(|e| err(Code::INVALID_ARGUMENT, format!("create {}: {e}", req.id)))?;
+        let refused = opts.refusals();
+        if !refused.is_empty() {
+            return Err(err(
+                Code::INVALID_ARGUMENT,
+                format!("create {}: {}", req.id, refused.join("; ")),
+            ));
+        }
+        let io_ids = (opts.io_uid, opts.io_gid);
         // With a terminal, the pty (made in the container) replaces the pipes.
         let (stdio, io) = if req.terminal {
             (runtime_core::Stdio::default(), None)
         } else {
-            let (stdio, io) = io::open(self.owner(&req.id), &req.stdin, &req.stdout, &req.stderr)
+            let owner = io::Owner {
+                io_ids,
+                ..self.owner(&req.id)
+            };
+            let (stdio, io) = io::open(owner, &req.stdin, &req.stdout, &req.stderr)
                 .await
                 .map_err(|e| err(Code::INTERNAL, format!("open container stdio: {e}")))?;
             (stdio, Some(io))
@@ -131,7 +151,7 @@ impl Task for Service {
             mut core,
             rootfs_mounted: mounted,
             kill_all_on_exit,
-        } = tokio::task::spawn_blocking(move || create_blocking(&r, stdio))
+        } = tokio::task::spawn_blocking(move || create_blocking(&r, &opts, stdio))
             .await
             .map_err(join_err)?
             .map_err(core_err)?;
@@ -166,6 +186,7 @@ impl Task for Service {
             bundle: PathBuf::from(&req.bundle),
             rootfs_mounted: mounted,
             kill_all_on_exit,
+            io_ids,
             core: Mutex::new(Some(Arc::new(core))),
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
@@ -328,13 +349,17 @@ impl Task for Service {
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> Res<Empty> {
         let c = self.get(&req.id)?;
-        let spec: oci_spec::runtime::Process =
-            serde_json::from_slice(&req.spec.value).map_err(|e| {
+        let mut spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
+            .map_err(|e| {
                 err(
                     Code::INVALID_ARGUMENT,
                     format!("exec {}: invalid OCI process spec: {e}", req.exec_id),
                 )
             })?;
+        // The request's flag decides, as in containerd's runc shim: clients make
+        // their FIFOs for it (no stderr with a terminal) whatever the process
+        // spec they copied from the container says.
+        spec.set_terminal(Some(req.terminal));
         runtime_core::spec::check_process(&spec, "exec process").map_err(core_err)?;
         {
             let mut execs = c.execs.lock().unwrap();
