@@ -207,7 +207,11 @@ fn kill_all_reaches_every_process() {
         |_| {},
     );
     let c = common::start_detached(name, &b);
-    std::thread::sleep(Duration::from_millis(200));
+    // Under emulation (the guest) the orphans take a while to appear.
+    let t = Instant::now();
+    while c.pids().unwrap().len() < 3 && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let n = c.pids().unwrap().len();
     c.kill(libc::SIGKILL, true).unwrap();
     let died = exits_within(c.init(), Duration::from_secs(3));
@@ -339,7 +343,7 @@ fn cgroup_v2_update_and_stats() {
         "cpu": {"shares": 1024, "quota": 50000, "period": 100000},
         "memory": {"limit": 64 << 20, "swap": 128 << 20},
         "pids": {"limit": 50},
-        "unified": {"memory.high": "60000000"}
+        "unified": {"memory.high": "62914560"}
     }))
     .unwrap();
     let updated = c.update(&res);
@@ -374,7 +378,7 @@ fn cgroup_v2_update_and_stats() {
         ("cpu.max", "50000 100000"),
         ("memory.max", "67108864"),
         ("memory.swap.max", "67108864"),
-        ("memory.high", "60000000"),
+        ("memory.high", "62914560"),
         ("pids.max", "50"),
     ];
     for ((f, got), (_, w)) in files.iter().zip(want) {
