@@ -214,11 +214,17 @@ impl Container {
     }
 
     /// Signals the init, or with `all` every process in the container's cgroup.
+    /// A SIGKILL also thaws a paused container (as runc does): frozen tasks
+    /// would not die until thawed, and the task must stop at once.
     pub fn kill(&self, sig: i32, all: bool) -> Result<()> {
         if all {
             self.cgroup.signal_all(sig)?;
         }
-        self.init.signal(sig).map(|_| ())
+        let r = self.init.signal(sig).map(|_| ());
+        if sig == libc::SIGKILL {
+            self.cgroup.thaw_if_frozen();
+        }
+        r
     }
 
     /// Freezes every process of the container (`ctr task pause`).
@@ -230,9 +236,9 @@ impl Container {
         self.cgroup.freeze(false)
     }
 
-    /// See [`Cgroup::oom_eventfd`].
-    pub fn oom_eventfd(&self) -> Result<Option<OwnedFd>> {
-        self.cgroup.oom_eventfd()
+    /// See [`Cgroup::oom_watch`].
+    pub fn oom_watch(&self) -> Result<Option<crate::cgroups::OomWatch>> {
+        self.cgroup.oom_watch()
     }
 
     /// Processes killed by the OOM killer so far.

@@ -41,9 +41,23 @@ pub enum Forked {
 /// The caller must be single-threaded: the child continues with a copy of the
 /// parent's memory and runs arbitrary Rust code.
 pub unsafe fn clone3_fork(flags: u64) -> io::Result<Forked> {
+    clone3_fork_into(flags, None)
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7): the child starts in this cgroup v2 directory.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// [`clone3_fork`] with the child born in the cgroup v2 directory `cgroup`
+/// (an fd opened on it) instead of the caller's.
+///
+/// # Safety
+/// As [`clone3_fork`].
+pub unsafe fn clone3_fork_into(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
     let mut pidfd: RawFd = -1;
+    let into = cgroup.map_or(0, |_| CLONE_INTO_CGROUP);
     let mut args = CloneArgs {
-        flags: flags | libc::CLONE_PIDFD as u64,
+        flags: flags | into | libc::CLONE_PIDFD as u64,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
         pidfd: &mut pidfd as *mut RawFd as u64,
         // With CLONE_PARENT the kernel uses the caller's own exit signal.
         exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {

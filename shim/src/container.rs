@@ -2,7 +2,7 @@
 //! and exec processes, and the tasks that wait for them to exit.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use std::time::Duration;
 use containerd_shim_protos::events::task::{TaskExit, TaskOOM};
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageField;
+use runtime_core::cgroups::OomWatch;
 use runtime_core::container::Pidfd;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -106,9 +107,10 @@ pub struct Container {
     pub core: Mutex<Option<Arc<runtime_core::Container>>>,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
-    /// The cgroup's OOM eventfd, shared by the OOM watcher and the init's exit
-    /// watcher (which drains it first, so /tasks/oom precedes /tasks/exit).
-    pub oom: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
+    /// The cgroup's OOM watch (v1 eventfd, v2 memory.events), shared by the
+    /// OOM watcher and the exit watchers of the init and execs (which take it
+    /// first, so /tasks/oom precedes the /tasks/exit it caused).
+    pub oom: Mutex<Option<Arc<AsyncFd<OomWatch>>>>,
     /// Taken by Start until its event is out, and by the exit watchers before
     /// they publish: a start event always precedes the exit event it belongs to.
     pub event_order: tokio::sync::Mutex<()>,
@@ -211,7 +213,7 @@ pub fn watch_exit(
         // whichever of the two watchers the kernel woke first.
         {
             let oom = c.oom.lock().unwrap().clone();
-            if oom.is_some_and(|fd| take_event(&fd)) {
+            for _ in 0..oom.map_or(0, |w| w.get_ref().take()) {
                 publisher.publish(Event::Oom(TaskOOM {
                     container_id: c.id.clone(),
                     ..Default::default()
@@ -244,18 +246,12 @@ pub fn watch_exit(
     Ok(())
 }
 
-/// Reads (and so resets) an eventfd counter; true if it had fired.
-fn take_event(fd: &AsyncFd<OwnedFd>) -> bool {
-    let mut buf = [0u8; 8];
-    let n = unsafe { libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-    n == 8 && u64::from_ne_bytes(buf) > 0
-}
-
 /// Publishes /tasks/oom whenever the kernel's OOM killer acts in the container.
-pub fn watch_oom(c: Arc<Container>, efd: OwnedFd, publisher: Publisher) -> std::io::Result<()> {
-    // Safety: the eventfd is moved into the AsyncFd and lives as long as it.
+pub fn watch_oom(c: Arc<Container>, w: OomWatch, publisher: Publisher) -> std::io::Result<()> {
+    // SAFETY: the watch owns its fd and is moved into the AsyncFd, so the fd
+    // stays open and the same for the AsyncFd's whole life.
     let afd = Arc::new(
-        unsafe { AsyncFd::register_with_interest(efd, Interest::READABLE) }
+        unsafe { AsyncFd::register_with_interest(w, Interest::READABLE) }
             .map_err(std::io::Error::from)?,
     );
     *c.oom.lock().unwrap() = Some(afd.clone());
@@ -265,11 +261,12 @@ pub fn watch_oom(c: Arc<Container>, efd: OwnedFd, publisher: Publisher) -> std::
                 break;
             };
             let _order = c.event_order.lock().await;
-            // Removing the cgroup at delete also fires the eventfd: not an OOM.
+            // Removing the cgroup at delete also fires the watch: not an OOM.
             if c.core.lock().unwrap().is_none() {
                 break;
             }
-            if take_event(&afd) {
+            // One /tasks/oom per kill (v2 counts them; v1 signals OOM situations).
+            for _ in 0..afd.get_ref().take() {
                 publisher.publish(Event::Oom(TaskOOM {
                     container_id: c.id.clone(),
                     ..Default::default()

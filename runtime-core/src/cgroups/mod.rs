@@ -1,5 +1,10 @@
 //! Cgroups for one container, on v1 (incl. hybrid) and v2 hosts.
 //!
+//! One file per controller (`memory`, `cpu`, `cpuset`, `pids`, `blkio`,
+//! `hugetlb`, `rdma`, `network`, `devices/`, `freezer`, `unified` keys), each
+//! with its v1 and v2 forms side by side; [`hierarchy`] finds the mounts and
+//! resolves the container's path; [`oom`] watches for OOM kills.
+//!
 //! Only what this module created is ever removed: the leaf directory made for
 //! the container (and, on a failed create, any parent it had to make).
 //!
@@ -15,69 +20,34 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 
+mod blkio;
+mod cpu;
+mod cpuset;
+pub mod devices;
+mod freezer;
+pub mod hierarchy;
+mod hugetlb;
+mod memory;
+mod network;
+mod oom;
+mod pids;
+mod rdma;
 mod resources;
+mod unified;
+
+pub use oom::OomWatch;
 
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
-
-/// One mounted hierarchy: its mount point and the name it gets in a container.
-#[derive(Debug, Clone)]
-struct Hierarchy {
-    mount: PathBuf,
-    /// `memory`, `cpu,cpuacct`, `name=systemd`, or `` for the v2 (unified) tree.
-    name: String,
-    v2: bool,
-}
-
-fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let info = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::sys("read", "/proc/self/mountinfo", e))?;
-    let mut out = Vec::new();
-    for line in info.lines() {
-        // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mount = pre.split(' ').nth(4).unwrap_or_default();
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or_default();
-        let superopts = post.nth(1).unwrap_or_default();
-        match fstype {
-            "cgroup2" => out.push(Hierarchy {
-                mount: mount.into(),
-                name: String::new(),
-                v2: true,
-            }),
-            "cgroup" => {
-                let name: Vec<&str> = superopts
-                    .split(',')
-                    .filter(|o| {
-                        !matches!(*o, "rw" | "ro")
-                            && !o.starts_with("release_agent")
-                            && *o != "clone_children"
-                            && *o != "noprefix"
-                            && *o != "xattr"
-                    })
-                    .collect();
-                out.push(Hierarchy {
-                    mount: mount.into(),
-                    name: name.join(","),
-                    v2: false,
-                });
-            }
-            _ => {}
-        }
-    }
-    // A hierarchy can be mounted twice; keep the first mount point of each.
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|h| seen.insert((h.name.clone(), h.v2)));
-    Ok(out)
-}
+use hierarchy::Hierarchy;
 
 #[derive(Debug)]
 pub struct Cgroup {
     rel: PathBuf,
     dirs: Vec<(Hierarchy, PathBuf)>,
+    /// Attach device programs with bpf(2): false only for a pretend tree of
+    /// plain directories (unit tests), where there is no cgroup to attach to.
+    bpf: bool,
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
@@ -103,31 +73,50 @@ fn delegate(made: &[PathBuf], leaf: &Path) -> Result<()> {
 
 impl Cgroup {
     /// Paths of this container's cgroup in every hierarchy (nothing is created).
+    /// `rel` is resolved lexically under each hierarchy's root ([`hierarchy::clean`]).
     pub fn open(rel: &Path) -> Result<Cgroup> {
-        let rel = rel.strip_prefix("/").unwrap_or(rel).to_path_buf();
-        let dirs = hierarchies()?
+        Ok(Cgroup::in_hierarchies(hierarchy::mounted()?, rel, true))
+    }
+
+    /// [`Cgroup::open`] on the given hierarchies (a temporary tree in tests).
+    pub fn in_hierarchies(hs: Vec<Hierarchy>, rel: &Path, bpf: bool) -> Cgroup {
+        let rel = hierarchy::clean(rel);
+        let dirs = hs
             .into_iter()
             .map(|h| {
                 let d = h.mount.join(&rel);
                 (h, d)
             })
             .collect();
-        Ok(Cgroup { rel, dirs })
+        Cgroup { rel, dirs, bpf }
     }
 
     /// Creates the cgroup in every hierarchy and applies `resources`.
     /// On error everything created so far is removed again.
     pub fn create(rel: &Path, resources: Option<&LinuxResources>) -> Result<Cgroup> {
         let cg = Cgroup::open(rel)?;
+        cg.create_here(resources)?;
+        Ok(cg)
+    }
+
+    fn create_here(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        if self.rel.as_os_str().is_empty() {
+            return Err(Error::unsupported(
+                "linux.cgroupsPath",
+                "resolves to the root of the cgroup hierarchy: name a cgroup below it",
+            ));
+        }
         let mut made: Vec<PathBuf> = Vec::new();
-        let res = cg.make_dirs(&mut made).and_then(|_| cg.apply(resources));
+        let res = self
+            .make_dirs(&mut made)
+            .and_then(|_| self.apply_at_create(resources));
         if let Err(e) = res {
             for d in made.iter().rev() {
                 let _ = fs::remove_dir(d);
             }
             return Err(e);
         }
-        Ok(cg)
+        Ok(())
     }
 
     fn make_dirs(&self, made: &mut Vec<PathBuf>) -> Result<()> {
@@ -139,7 +128,7 @@ impl Cgroup {
                     Ok(()) => {
                         made.push(cur.clone());
                         // A new v1 cpuset starts empty and refuses tasks until filled from its parent.
-                        if h.name.split(',').any(|c| c == "cpuset") {
+                        if h.has("cpuset") {
                             let parent = cur.parent().unwrap();
                             for f in ["cpuset.cpus", "cpuset.mems"] {
                                 let v = fs::read_to_string(parent.join(f))
@@ -163,11 +152,12 @@ impl Cgroup {
     fn dir_of(&self, controller: &str) -> Option<&Path> {
         self.dirs
             .iter()
-            .find(|(h, _)| !h.v2 && h.name.split(',').any(|c| c == controller))
+            .find(|(h, _)| h.has(controller))
             .map(|(_, d)| d.as_path())
     }
 
-    fn unified(&self) -> Option<&Path> {
+    /// The container's cgroup in the v2 hierarchy (v2-only and hybrid hosts).
+    pub fn unified(&self) -> Option<&Path> {
         self.dirs
             .iter()
             .find(|(h, _)| h.v2)
@@ -175,8 +165,8 @@ impl Cgroup {
     }
 
     /// True on a host whose cgroup tree is v2 only.
-    fn v2_only(&self) -> bool {
-        self.dirs.iter().all(|(h, _)| h.v2)
+    pub fn v2_only(&self) -> bool {
+        !self.dirs.is_empty() && self.dirs.iter().all(|(h, _)| h.v2)
     }
 
     /// What the init must join, and how each hierarchy appears in the container.
@@ -199,7 +189,7 @@ impl Cgroup {
         let (_, d) = self
             .dirs
             .iter()
-            .find(|(h, _)| h.name.contains("pids") || h.v2)
+            .find(|(h, _)| h.has("pids") || h.v2)
             .or_else(|| self.dirs.first())
             .ok_or_else(|| Error::Cgroup {
                 path: self.rel.display().to_string(),
@@ -214,84 +204,29 @@ impl Cgroup {
         Ok(data.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
-    /// Sends `sig` to every process in the cgroup.
+    /// Sends `sig` to every process in the cgroup. SIGKILL goes through the
+    /// v2 `cgroup.kill` where the kernel has it (5.14+): it reaches every task
+    /// at once, including ones forked while we would read `cgroup.procs`, and
+    /// frozen ones. A frozen v1 freezer still holds its tasks until thawed:
+    /// after a SIGKILL the cgroup is thawed, as runc does, so they die now.
     pub fn signal_all(&self, sig: i32) -> Result<()> {
-        for pid in self.procs()? {
-            // A pid in our own cgroup cannot be recycled outside it between read and kill
-            // only if frozen; a stray signal to a recycled pid would stay inside this
-            // container's cgroup, as runc accepts too.
-            unsafe { libc::kill(pid, sig) };
+        let killed = sig == libc::SIGKILL
+            && self
+                .unified()
+                .filter(|d| d.join("cgroup.kill").exists())
+                .is_some_and(|d| write(d, "cgroup.kill", "1").is_ok());
+        if !killed {
+            for pid in self.procs()? {
+                // A stray signal to a pid recycled between read and kill stays
+                // inside this container's cgroup's namespace of pids, as runc accepts too.
+                // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+        if sig == libc::SIGKILL {
+            self.thaw_if_frozen();
         }
         Ok(())
-    }
-
-    /// Freezes (`true`) or thaws every process in the cgroup: the v1 freezer or
-    /// v2 `cgroup.freeze`. Returns once the kernel reports the new state.
-    pub fn freeze(&self, frozen: bool) -> Result<()> {
-        let (dir, file, value, done): (&Path, &str, &str, &str) =
-            if let Some(d) = self.dir_of("freezer") {
-                let v = if frozen { "FROZEN" } else { "THAWED" };
-                (d, "freezer.state", v, v)
-            } else if let Some(d) = self.unified() {
-                let v = if frozen { "1" } else { "0" };
-                (d, "cgroup.freeze", v, v)
-            } else {
-                return Err(Error::Cgroup {
-                    path: self.rel.display().to_string(),
-                    msg: "no freezer: neither the v1 freezer nor cgroup v2 is mounted".into(),
-                });
-            };
-        write(dir, file, value)?;
-        // Freezing is asynchronous: wait until every task is stopped.
-        let state_file = if file == "cgroup.freeze" {
-            "cgroup.events"
-        } else {
-            file
-        };
-        for _ in 0..1000 {
-            let state = fs::read_to_string(dir.join(state_file)).unwrap_or_default();
-            let reached = if state_file == "cgroup.events" {
-                state.lines().any(|l| l == format!("frozen {done}"))
-            } else {
-                state.trim() == done
-            };
-            if reached {
-                return Ok(());
-            }
-            if frozen && state.trim() == "FREEZING" {
-                // Retrying the write nudges tasks that were in an uninterruptible sleep.
-                write(dir, file, value)?;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Err(Error::Cgroup {
-            path: self.rel.display().to_string(),
-            msg: format!("{file} did not reach {done}"),
-        })
-    }
-
-    /// An eventfd that becomes readable when the kernel's OOM killer acts in
-    /// this cgroup (v1: `memory.oom_control` through `cgroup.event_control`).
-    /// `None` where not available (no v1 memory hierarchy).
-    pub fn oom_eventfd(&self) -> Result<Option<std::os::fd::OwnedFd>> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-        let Some(dir) = self.dir_of("memory") else {
-            return Ok(None);
-        };
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if efd < 0 {
-            return Err(crate::error::last("eventfd", "OOM notification"));
-        }
-        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
-        let ctl = dir.join("memory.oom_control");
-        let oc = fs::File::open(&ctl).map_err(|e| Error::sys("open", ctl.display(), e))?;
-        // The registration holds its own references: both fds can be closed later.
-        write(
-            dir,
-            "cgroup.event_control",
-            &format!("{} {}", efd.as_raw_fd(), oc.as_raw_fd()),
-        )?;
-        Ok(Some(efd))
     }
 
     /// How many processes the OOM killer killed in this cgroup (None: unknown).
@@ -305,55 +240,17 @@ impl Cgroup {
 
     /// Current resource usage.
     pub fn stats(&self) -> crate::stats::Stats {
-        use crate::stats::{read_keyed, read_u64, Stats};
-        let mut st = Stats::default();
         if self.v2_only() {
-            let d = self.unified().unwrap();
-            st.v2 = true;
-            st.pids_current = read_u64(d, "pids.current");
-            st.pids_limit = read_u64(d, "pids.max");
-            st.cpu_stat = read_keyed(d, "cpu.stat");
-            st.cpu_usage_ns = st.cpu_stat.get("usage_usec").copied().unwrap_or(0) * 1000;
-            st.cpu_user_ns = st.cpu_stat.get("user_usec").copied().unwrap_or(0) * 1000;
-            st.cpu_kernel_ns = st.cpu_stat.get("system_usec").copied().unwrap_or(0) * 1000;
-            st.memory_usage = read_u64(d, "memory.current");
-            st.memory_limit = read_u64(d, "memory.max");
-            st.memory_max_usage = read_u64(d, "memory.peak");
-            st.memory_stat = read_keyed(d, "memory.stat");
-            return st;
+            return crate::stats::read_v2(self.unified().unwrap());
         }
-        if let Some(d) = self.dir_of("pids") {
-            st.pids_current = read_u64(d, "pids.current");
-            st.pids_limit = read_u64(d, "pids.max");
-        }
-        if let Some(d) = self.dir_of("cpuacct") {
-            st.cpu_usage_ns = read_u64(d, "cpuacct.usage");
-            // cpuacct.stat counts USER_HZ ticks (100 per second on Linux).
-            let ticks = read_keyed(d, "cpuacct.stat");
-            st.cpu_user_ns = ticks.get("user").copied().unwrap_or(0) * 10_000_000;
-            st.cpu_kernel_ns = ticks.get("system").copied().unwrap_or(0) * 10_000_000;
-            st.per_cpu_ns = fs::read_to_string(d.join("cpuacct.usage_percpu"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|v| v.parse().ok())
-                .collect();
-        }
-        if let Some(d) = self.dir_of("memory") {
-            st.memory_usage = read_u64(d, "memory.usage_in_bytes");
-            st.memory_limit = read_u64(d, "memory.limit_in_bytes");
-            st.memory_max_usage = read_u64(d, "memory.max_usage_in_bytes");
-            st.memory_failcnt = read_u64(d, "memory.failcnt");
-            st.memory_stat = read_keyed(d, "memory.stat");
-        }
-        st
+        crate::stats::read_v1(|c| self.dir_of(c))
     }
 
     /// Kills what is left and removes the leaf directories (never a parent).
     pub fn destroy(&self) -> Result<()> {
-        // Frozen tasks cannot die: thaw first (a paused container may be deleted).
-        let _ = self.freeze(false);
         let mut errors = Vec::new();
         for attempt in 0..50 {
+            // Also thaws a paused container: frozen tasks cannot die.
             let _ = self.signal_all(libc::SIGKILL);
             errors.clear();
             for (_, d) in &self.dirs {

@@ -1,10 +1,11 @@
-//! `/dev` contents and the v1 device cgroup.
+//! `/dev` contents. Which devices may be opened is the device controller's
+//! decision: `crate::cgroups::devices`.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
+use oci_spec::runtime::{LinuxDeviceType, Spec};
 
 use super::fsutil;
 use crate::error::{Error, Result};
@@ -250,65 +251,6 @@ fn symlinks(root: RawFd) -> Result<()> {
                 return Err(Error::sys("symlinkat", format!("/dev/{name}"), e));
             }
         }
-    }
-    Ok(())
-}
-
-/// The devices every container may use whatever its rules (runc's allow list):
-/// the default nodes, ptys (/dev/console is a pty slave bound there), and
-/// `mknod` of anything, and /dev/net/tun: runc dropped it in 1.2.0 and put it back
-/// in 1.2.4 because workloads rely on it (runc#4555); we keep runc's list.
-const ALWAYS_ALLOWED: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:2 rwm",
-    "c 10:200 rwm",
-    "c 136:* rwm",
-];
-
-fn rule(r: &LinuxDeviceCgroup) -> String {
-    let t = match r.typ() {
-        Some(LinuxDeviceType::B) => "b",
-        Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => "c",
-        _ => "a",
-    };
-    let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
-    let access = r
-        .access()
-        .as_deref()
-        .filter(|a| !a.is_empty())
-        .unwrap_or("rwm");
-    if t == "a" {
-        return "a".into();
-    }
-    format!("{t} {}:{} {access}", n(r.major()), n(r.minor()))
-}
-
-/// Writes `linux.resources.devices` into a v1 devices cgroup, then the
-/// always-allowed list.
-pub fn apply_v1_rules(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    let write = |file: &str, v: &str| {
-        let p = dir.join(file);
-        std::fs::write(&p, v).map_err(|e| Error::sys("write", format!("{} ({v})", p.display()), e))
-    };
-    for r in rules {
-        write(
-            if r.allow() {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            },
-            &rule(r),
-        )?;
-    }
-    for r in ALWAYS_ALLOWED {
-        write("devices.allow", r)?;
     }
     Ok(())
 }

@@ -92,8 +92,10 @@ fn helper(chan: &Channel) -> Result<()> {
         None => None,
     };
 
-    // Step 2.
-    join_cgroups(&cfg.cgroups)?;
+    // Step 2: the v1 hierarchies are joined here (the init inherits them);
+    // the v2 cgroup is entered by the init at its birth (CLONE_INTO_CGROUP).
+    let into = open_v2_cgroup(&cfg.cgroups);
+    join_cgroups(cfg.cgroups.iter().filter(|c| into.is_none() || !is_v2(c)))?;
     // ID-mapped mounts need the host's CAP_SYS_ADMIN and the host's view of
     // their sources: made now, inherited by the init as detached trees.
     let mut idmap = mountattr::prepare(&spec, &cfg.bundle)?;
@@ -110,8 +112,31 @@ fn helper(chan: &Channel) -> Result<()> {
         .map_err(|e| Error::nix("pipe2", "user namespace sync", e))?;
 
     // Step 4. Safe to run Rust in the child: this process has a single thread.
-    let (at_clone, later) = plan.clone_and_unshare();
-    match unsafe { sys::clone3_fork(at_clone | libc::CLONE_PARENT as u64) } {
+    let (mut at_clone, mut later) = plan.clone_and_unshare();
+    if into.is_some() {
+        // A cgroup namespace made at clone time would be rooted at the
+        // helper's cgroup (the kernel takes the caller's), not the one the
+        // init is born in: the init makes it itself, from inside its cgroup.
+        let ns = libc::CLONE_NEWCGROUP as u64;
+        later |= at_clone & ns;
+        at_clone &= !ns;
+    }
+    let flags = at_clone | libc::CLONE_PARENT as u64;
+    // SAFETY: the helper is single-threaded (see the crate docs), so the
+    // child may run Rust code; the cgroup fd is open for the whole call.
+    let forked = match unsafe { sys::clone3_fork_into(flags, into.as_ref().map(|f| f.as_raw_fd())) }
+    {
+        // Kernels or cgroups that refuse it (before 5.7: E2BIG; a cgroup that
+        // cannot take processes directly: EBUSY/EOPNOTSUPP): join as before.
+        Err(e) if into.is_some() && clone_into_refused(&e) => {
+            log::debug!("CLONE_INTO_CGROUP refused ({e}): joining through cgroup.procs");
+            join_cgroups(cfg.cgroups.iter().filter(|c| is_v2(c)))?;
+            // SAFETY: as above.
+            unsafe { sys::clone3_fork(flags) }
+        }
+        other => other,
+    };
+    match forked {
         Err(e) => Err(Error::sys("clone3", "container init", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
             drop(sync_r);
@@ -169,7 +194,32 @@ fn unshare(flags: u64) -> Result<()> {
     Ok(())
 }
 
-fn join_cgroups(cgroups: &[crate::channel::CgroupDir]) -> Result<()> {
+/// The v2 (unified) cgroup of the container, as it appears in the config.
+fn is_v2(c: &crate::channel::CgroupDir) -> bool {
+    c.name.is_empty() || c.name == "unified"
+}
+
+/// An fd on the container's v2 cgroup for `CLONE_INTO_CGROUP`; `None` (join
+/// through cgroup.procs) when there is none or it cannot be opened.
+fn open_v2_cgroup(cgroups: &[crate::channel::CgroupDir]) -> Option<std::fs::File> {
+    let c = cgroups.iter().find(|c| is_v2(c))?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(&c.host_dir)
+        .ok()
+}
+
+fn clone_into_refused(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::E2BIG | libc::EBUSY | libc::EOPNOTSUPP | libc::EINVAL)
+    )
+}
+
+fn join_cgroups<'a>(
+    cgroups: impl IntoIterator<Item = &'a crate::channel::CgroupDir>,
+) -> Result<()> {
     let pid = std::process::id().to_string();
     for cg in cgroups {
         let procs = cg.host_dir.join("cgroup.procs");

@@ -193,10 +193,10 @@ impl Task for Service {
             oom: Mutex::new(None),
             event_order: tokio::sync::Mutex::new(()),
         });
-        let oom_fd = c.core().map(|k| k.oom_eventfd());
-        match oom_fd {
-            Some(Ok(Some(fd))) => container::watch_oom(c.clone(), fd, self.publisher.clone())
-                .map_err(|e| err(Code::INTERNAL, format!("watch OOM eventfd: {e}")))?,
+        let oom_watch = c.core().map(|k| k.oom_watch());
+        match oom_watch {
+            Some(Ok(Some(w))) => container::watch_oom(c.clone(), w, self.publisher.clone())
+                .map_err(|e| err(Code::INTERNAL, format!("watch OOM kills: {e}")))?,
             Some(Err(e)) => log::warn!("container {}: no OOM notifications: {e}", req.id),
             _ => {}
         }
