@@ -16,6 +16,7 @@ use std::time::Duration;
 use oci_spec::runtime::LinuxResources;
 
 mod resources;
+pub mod systemd;
 
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
