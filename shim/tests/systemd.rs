@@ -68,9 +68,11 @@ fn remove(id: &str) {
 
 /// The unit is gone: systemd no longer knows it, and its cgroup is removed.
 fn assert_unit_gone(unit: &str, dir: &std::path::Path) {
-    wait_for(&format!("{unit} to be gone"), Duration::from_secs(10), || {
-        show(unit, "LoadState") == "not-found" && !dir.exists()
-    });
+    wait_for(
+        &format!("{unit} to be gone"),
+        Duration::from_secs(10),
+        || show(unit, "LoadState") == "not-found" && !dir.exists(),
+    );
 }
 
 #[test]
@@ -83,7 +85,14 @@ fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
     let cg = format!("system.slice:rshim:{id}");
     run_detached(
         id,
-        &["--cgroup", &cg, "--memory-limit", "67108864", "--cpus", "0.5"],
+        &[
+            "--cgroup",
+            &cg,
+            "--memory-limit",
+            "67108864",
+            "--cpus",
+            "0.5",
+        ],
         &["sleep", "1000"],
     );
     let dir = scope_dir(id);
@@ -258,5 +267,7 @@ fn systemd_form_without_systemd_is_one_clear_error() {
     );
     let _ = run(&["container", "rm", id]);
     assert_no_leftovers(id);
-    assert!(!PathBuf::from("/sys/fs/cgroup/unified/system.slice/rshim-sd-nosystemd.scope").exists());
+    assert!(
+        !PathBuf::from("/sys/fs/cgroup/unified/system.slice/rshim-sd-nosystemd.scope").exists()
+    );
 }

@@ -2,12 +2,14 @@
 //! (blocking on the caller's thread; no executor thread of its own).
 //!
 //! One connection per operation, dropped when it is done: the shim holds no
-//! D-Bus state between calls. As root the connection goes to systemd's own
-//! socket `/run/systemd/private` (what `systemctl` uses): no bus daemon in
-//! between, no `Hello`/`AddMatch`/`Subscribe`, and systemd sends every signal
-//! there, so a Create is one method call plus the `JobRemoved` signal it
-//! waits for. Otherwise it goes through the system bus (`Hello`, `AddMatch`,
-//! `Subscribe`, then the call).
+//! D-Bus state between calls. The connection goes through the system bus
+//! (`Hello`, `AddMatch` and `Subscribe` for the job signal, then the call).
+//! Not through systemd's own socket `/run/systemd/private`, which would save
+//! the first three: systemd names itself there with its well-known name as
+//! the sender of its messages, and zbus 5 panics on a sender that is not a
+//! unique name (tried in the guest: an abort, which in the shim would take
+//! every container of the pod down with it). Through the bus daemon every
+//! sender is a unique name.
 //!
 //! Runs in the shim process only, on a blocking thread: never between fork
 //! and exec (the helper and the init never talk D-Bus).
@@ -26,7 +28,7 @@ use super::properties::{Property, Value};
 const DEST: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-const PRIVATE: &str = "/run/systemd/private";
+const SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
 /// How long a job may take (runc waits 30 s too).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -87,63 +89,40 @@ fn encode(props: &[Property]) -> Vec<(&'static str, ZValue<'static>)> {
 pub struct Bus {
     conn: Connection,
     jobs: MessageStream,
-    /// Through which socket, for error messages.
-    pub via: &'static str,
 }
 
 impl Bus {
     pub fn connect() -> Result<Bus> {
-        zbus::block_on(Self::connect_async())
+        async_io::block_on(Self::connect_async())
     }
 
     async fn connect_async() -> Result<Bus> {
-        let root = nix::unistd::geteuid().is_root();
-        let private = if root && std::path::Path::new(PRIVATE).exists() {
-            Self::build(&format!("unix:path={PRIVATE}"), true)
-                .await
-                .map_err(|e| log::debug!("systemd: {PRIVATE}: {e}; trying the system bus"))
-                .ok()
-        } else {
-            None
-        };
-        let (conn, via) = match private {
-            Some(c) => (c, PRIVATE),
-            None => (
-                Self::build("unix:path=/run/dbus/system_bus_socket", false).await?,
-                "the system bus",
-            ),
-        };
+        // DBUS_SYSTEM_BUS_ADDRESS is not read: the shim's environment comes
+        // from containerd, and the bus is a fixed place of the host.
+        let conn = zbus::connection::Builder::address(SYSTEM_BUS)?
+            .internal_executor(false)
+            .method_timeout(TIMEOUT)
+            .build()
+            .await?;
         let rule = MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .interface(MANAGER)?
             .member("JobRemoved")?
             .build();
         let jobs = drive(&conn, MessageStream::for_match_rule(rule, &conn, Some(64))).await?;
-        if conn.is_bus() {
-            // On the system bus systemd emits job signals only while some
-            // client is subscribed (the subscription ends with the connection).
-            drive(
-                &conn,
-                conn.call_method(Some(DEST), PATH, Some(MANAGER), "Subscribe", &()),
-            )
-            .await?;
-        }
-        Ok(Bus { conn, jobs, via })
-    }
-
-    async fn build(address: &str, p2p: bool) -> zbus::Result<Connection> {
-        let mut b = zbus::connection::Builder::address(address)?
-            .internal_executor(false)
-            .method_timeout(TIMEOUT);
-        if p2p {
-            b = b.p2p();
-        }
-        b.build().await
+        // On the bus systemd emits job signals only while some client is
+        // subscribed (the subscription ends with the connection).
+        drive(
+            &conn,
+            conn.call_method(Some(DEST), PATH, Some(MANAGER), "Subscribe", &()),
+        )
+        .await?;
+        Ok(Bus { conn, jobs })
     }
 
     /// Runs `f` to completion on this thread, with the connection's tasks.
     fn run<T>(&self, f: impl Future<Output = T>) -> T {
-        zbus::block_on(drive(&self.conn, f))
+        async_io::block_on(drive(&self.conn, f))
     }
 
     fn call<B>(&self, method: &str, body: &B) -> Result<zbus::Message>
@@ -216,7 +195,7 @@ impl Bus {
             }
             Poll::Pending
         });
-        zbus::block_on(drive(&self.conn, found))
+        async_io::block_on(drive(&self.conn, found))
     }
 }
 

@@ -119,7 +119,7 @@ impl Systemd {
         dbus::Bus::connect().map_err(|e| {
             err(
                 &self.unit.name,
-                format!("cannot reach systemd over D-Bus ({PRIVATE_OR_BUS}): {e}"),
+                format!("cannot reach systemd over D-Bus ({BUS_SOCKET}): {e}"),
             )
         })
     }
@@ -164,7 +164,7 @@ impl Systemd {
                 format!("started, but its cgroup {} does not exist", dir.display()),
             ));
         }
-        log::debug!("systemd: started {name} via {}", bus.via);
+        log::debug!("systemd: started {name}");
         Ok(())
     }
 
@@ -204,8 +204,8 @@ impl Systemd {
     }
 }
 
-/// For error messages: where the driver looks for systemd.
-const PRIVATE_OR_BUS: &str = "/run/systemd/private as root, else /run/dbus/system_bus_socket";
+/// For error messages: where the driver reaches systemd.
+const BUS_SOCKET: &str = "the system bus /run/dbus/system_bus_socket";
 
 #[cfg(test)]
 mod tests {
