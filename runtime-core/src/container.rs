@@ -9,6 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio as StdStdio};
 
+use crate::cgroups::systemd::Systemd;
 use crate::cgroups::Cgroup;
 use crate::channel::{Channel, ExecConfig, FromInit, InitConfig, ToInit};
 use crate::error::{Error, Result};
@@ -51,6 +52,8 @@ pub struct Container {
     oci_version: String,
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     cgroup: Cgroup,
+    /// The container's systemd unit, with a `slice:prefix:name` cgroupsPath.
+    systemd: Option<Systemd>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -71,9 +74,29 @@ impl Container {
         spec::check_supported(&spec)?;
         spec::rootfs(opts.bundle, &spec)?;
         let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-        let cgroup = Cgroup::create(&spec::cgroup_path(&spec, opts.id), resources)?;
+        let systemd = match spec::cgroups_path_raw(&spec) {
+            Some(p) => Systemd::from_cgroups_path(&p, opts.id)?,
+            None => None,
+        };
+        let path = spec::cgroup_path(&spec, opts.id);
+        // With systemd the unit's cgroup is made by systemd, once the helper
+        // exists to be its first process (see cgroups::systemd).
+        let cgroup = match systemd {
+            None => Cgroup::create(&path, resources)?,
+            Some(_) => Cgroup::open(&path)?,
+        };
+        let mut started = false;
+        let mut before_config = |helper: u32| -> Result<()> {
+            let Some(sd) = &systemd else { return Ok(()) };
+            let pid = (!sd.unit().is_slice()).then_some(helper);
+            sd.start(pid, resources)?;
+            started = true;
+            // Every limit in the files too: exact, and in force now.
+            cgroup.apply(resources)
+        };
         let (id, bundle) = (opts.id.to_string(), opts.bundle.to_path_buf());
-        match spawn_init(opts, &cgroup) {
+        let spawned = spawn_init(opts, &cgroup, &mut before_config);
+        match spawned {
             Ok(l) => Ok(Container {
                 id,
                 bundle,
@@ -85,9 +108,17 @@ impl Container {
                 oci_version: spec.version().clone(),
                 seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
                 cgroup,
+                systemd,
             }),
             Err(e) => {
-                let _ = cgroup.destroy();
+                if systemd.is_none() || started {
+                    let _ = cgroup.destroy();
+                }
+                if let (Some(sd), true) = (&systemd, started) {
+                    if let Err(stop) = sd.stop() {
+                        log::warn!("container {id}: {stop}");
+                    }
+                }
                 Err(e)
             }
         }
@@ -99,6 +130,10 @@ impl Container {
     pub fn attach(id: &str, bundle: &Path, pid: i32) -> Result<Container> {
         let spec = spec::load(bundle)?;
         let cgroup = Cgroup::open(&spec::cgroup_path(&spec, id))?;
+        let systemd = match spec::cgroups_path_raw(&spec) {
+            Some(p) => Systemd::parse(&p, id)?,
+            None => None,
+        };
         Ok(Container {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
@@ -110,6 +145,7 @@ impl Container {
             oci_version: spec.version().clone(),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             cgroup,
+            systemd,
         })
     }
 
@@ -201,6 +237,7 @@ impl Container {
             ToInit::Exec(Box::new(cfg)),
             Some(self.init.as_raw_fd()),
             stdio,
+            &mut |_| Ok(()),
         )?;
         let pidfd = l.pidfd;
         match release(l.chan) {
@@ -248,6 +285,11 @@ impl Container {
 
     /// Applies new resource limits to the running container.
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        // systemd first: it refuses a bad value before any file changed, and
+        // it must know the new limits or its next realization reverts them.
+        if let Some(sd) = &self.systemd {
+            sd.update(resources)?;
+        }
         self.cgroup.apply(Some(resources))
     }
 
@@ -265,7 +307,12 @@ impl Container {
     pub fn delete(self) -> Result<()> {
         // Dropping the channel releases an init still waiting for start: it exits.
         drop(self.chan.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let res = self.cgroup.destroy();
+        let mut res = self.cgroup.destroy();
+        // After the kill: a scope with live processes would wait for them
+        // for TimeoutStopSec.
+        if let Some(sd) = &self.systemd {
+            res = res.and(sd.stop());
+        }
         // A failing poststop hook is logged; the delete goes on (runtime-spec).
         if let Err(e) = self.run_hooks("poststop", "stopped") {
             log::warn!("container {}: {e}", self.id);
@@ -276,14 +323,18 @@ impl Container {
 
 /// Re-executes our sealed binary as the helper, hands it the config, and
 /// waits until the init is set up (or failed).
-fn spawn_init(opts: CreateOpts, cgroup: &Cgroup) -> Result<Launched> {
+fn spawn_init(
+    opts: CreateOpts,
+    cgroup: &Cgroup,
+    before_config: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<Launched> {
     let cfg = InitConfig {
         id: opts.id.to_string(),
         bundle: opts.bundle.to_path_buf(),
         cgroups: cgroup.dirs(),
         exec_fifo: opts.exec_fifo.map(Path::to_path_buf),
     };
-    launch(ToInit::Config(cfg), None, opts.stdio)
+    launch(ToInit::Config(cfg), None, opts.stdio, before_config)
 }
 
 /// A process set up and waiting in front of `execve`.
@@ -294,9 +345,15 @@ struct Launched {
     console: Option<OwnedFd>,
 }
 
-/// Starts a helper, sends it `msg` (with `fd` attached), and waits for the
-/// process it clones to be set up and waiting for Start.
-fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<Launched> {
+/// Starts a helper, calls `before_send` with its pid (the helper waits for
+/// its message meanwhile), sends it `msg` (with `fd` attached), and waits for
+/// the process it clones to be set up and waiting for Start.
+fn launch(
+    msg: ToInit,
+    fd: Option<RawFd>,
+    stdio: Stdio,
+    before_send: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<Launched> {
     let (ours, theirs) = Channel::pair()?;
     let exe = sealed::copy()?;
     let mut child = helper_command(&sealed::path(&exe), &theirs, stdio)
@@ -306,6 +363,11 @@ fn launch(msg: ToInit, fd: Option<RawFd>, stdio: Stdio) -> Result<Launched> {
     drop(exe);
     // Only the helper may hold its end, or we would never see EOF from it.
     drop(theirs);
+    if let Err(e) = before_send(child.id()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     if let Err(e) = ours.send(&msg, fd) {
         // The helper waits for a message it will never have whole and has
         // made nothing yet: end it, or it and we would wait for each other forever.
@@ -375,7 +437,11 @@ fn release(chan: Channel) -> Result<()> {
 /// cgroup and removes the cgroup. Works from the bundle alone.
 pub fn cleanup(bundle: &Path, id: &str) -> Result<()> {
     let spec = spec::load(bundle)?;
-    Cgroup::open(&spec::cgroup_path(&spec, id))?.destroy()
+    let res = Cgroup::open(&spec::cgroup_path(&spec, id))?.destroy();
+    match spec::cgroups_path_raw(&spec).map(|p| Systemd::parse(&p, id)) {
+        Some(Ok(Some(sd))) => res.and(sd.stop()),
+        _ => res,
+    }
 }
 
 fn helper_command(exe: &str, chan: &Channel, stdio: Stdio) -> Command {

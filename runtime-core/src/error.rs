@@ -26,6 +26,9 @@ pub enum Error {
     Protocol(String),
     #[error("cgroup {path}: {msg}")]
     Cgroup { path: String, msg: String },
+    /// The systemd cgroup driver: the unit and what systemd (or its absence) said.
+    #[error("systemd unit {unit}: {msg}")]
+    Systemd { unit: String, msg: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

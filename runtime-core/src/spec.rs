@@ -169,15 +169,8 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     }
     crate::init::mountattr::check(spec)?;
     if let Some(path) = linux.cgroups_path() {
-        if path.to_string_lossy().contains(':') {
-            return Err(Error::unsupported(
-                "linux.cgroupsPath",
-                format!(
-                    "{} looks like the systemd driver form slice:prefix:name, which is not supported: use a path",
-                    path.display()
-                ),
-            ));
-        }
+        // The systemd form is validated (and the host checked) by the driver.
+        crate::cgroups::systemd::Systemd::parse(&path.to_string_lossy(), "")?;
     }
     Ok(())
 }
@@ -279,8 +272,22 @@ pub fn check_process(process: &oci_spec::runtime::Process, prefix: &str) -> Resu
     Ok(())
 }
 
-/// The cgroup path relative to each hierarchy root: `cgroupsPath`, or `/<id>`.
+/// The `cgroupsPath` as given (`None` without one).
+pub fn cgroups_path_raw(spec: &Spec) -> Option<String> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// The cgroup path relative to each hierarchy root: `cgroupsPath`, or `/<id>`;
+/// for the systemd form `slice:prefix:name`, where systemd puts that unit.
 pub fn cgroup_path(spec: &Spec, id: &str) -> PathBuf {
+    if let Some(Ok(Some(sd))) =
+        cgroups_path_raw(spec).map(|p| crate::cgroups::systemd::Systemd::parse(&p, id))
+    {
+        return sd.cgroup();
+    }
     let p = spec
         .linux()
         .as_ref()

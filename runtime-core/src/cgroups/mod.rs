@@ -33,6 +33,7 @@ mod oom;
 mod pids;
 mod rdma;
 mod resources;
+pub mod systemd;
 mod unified;
 
 pub use oom::OomWatch;

@@ -1,0 +1,273 @@
+//! The systemd cgroup driver through a real containerd: `ctr run --cgroup
+//! slice:prefix:name` under our runtime. Needs root and scripts/test's private
+//! containerd; the tests that need systemd as PID 1 (the guest of
+//! `scripts/guest`) skip loudly elsewhere, and the one for a host without
+//! systemd skips loudly where systemd runs.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// sd_booted(3).
+fn systemd_booted() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
+fn skip_without_systemd(test: &str) -> bool {
+    if systemd_booted() {
+        return false;
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: systemd is not PID 1 on this host (/run/systemd/system is missing); \
+         it runs in the systemd guest (scripts/guest) ***\n"
+    );
+    true
+}
+
+fn systemctl(args: &[&str]) -> String {
+    let o = Command::new("systemctl")
+        .args(args)
+        .output()
+        .expect("run systemctl");
+    text(&o.stdout) + &text(&o.stderr)
+}
+
+/// `systemctl show -p NAME --value UNIT`.
+fn show(unit: &str, prop: &str) -> String {
+    systemctl(&["show", "-p", prop, "--value", unit])
+        .trim()
+        .to_string()
+}
+
+fn scope_dir(id: &str) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/cgroup/system.slice/rshim-{id}.scope"))
+}
+
+fn read(dir: &std::path::Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
+        .trim()
+        .to_string()
+}
+
+/// Kills and removes task and container `id`.
+fn remove(id: &str) {
+    let _ = run(&["task", "kill", "-s", "KILL", id]);
+    wait_for("task stopped", Duration::from_secs(20), || {
+        task_status(id).as_deref() != Some("RUNNING")
+    });
+    let o = run(&["task", "rm", id]);
+    assert!(o.status.success(), "task rm: {}", text(&o.stderr));
+    let o = run(&["container", "rm", id]);
+    assert!(o.status.success(), "container rm: {}", text(&o.stderr));
+}
+
+/// The unit is gone: systemd no longer knows it, and its cgroup is removed.
+fn assert_unit_gone(unit: &str, dir: &std::path::Path) {
+    wait_for(
+        &format!("{unit} to be gone"),
+        Duration::from_secs(10),
+        || show(unit, "LoadState") == "not-found" && !dir.exists(),
+    );
+}
+
+#[test]
+fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
+    if skip_without_systemd("systemd_scope_has_the_container_its_limits_execs_and_updates") {
+        return;
+    }
+    let id = "sd-scope";
+    let unit = format!("rshim-{id}.scope");
+    let cg = format!("system.slice:rshim:{id}");
+    run_detached(
+        id,
+        &[
+            "--cgroup",
+            &cg,
+            "--memory-limit",
+            "67108864",
+            "--cpus",
+            "0.5",
+        ],
+        &["sleep", "1000"],
+    );
+    let dir = scope_dir(id);
+
+    // systemd knows the container: its unit, its process, its limits.
+    assert_eq!(show(&unit, "ActiveState"), "active");
+    assert_eq!(show(&unit, "ControlGroup"), format!("/system.slice/{unit}"));
+    assert_eq!(show(&unit, "MemoryMax"), "67108864");
+    assert_eq!(show(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    let status = systemctl(&["status", "--no-pager", &unit]);
+    assert!(status.contains("sleep 1000"), "{status}");
+    // ... and the kernel enforces them in the unit's cgroup.
+    assert_eq!(read(&dir, "memory.max"), "67108864");
+    assert_eq!(read(&dir, "cpu.max"), "50000 100000");
+
+    // An exec joins the scope.
+    let o = run(&["task", "exec", "-d", "--exec-id", "e1", id, "sleep", "999"]);
+    assert!(o.status.success(), "exec: {}", text(&o.stderr));
+    wait_for("exec in the scope", Duration::from_secs(10), || {
+        read(&dir, "cgroup.procs").lines().count() == 2
+    });
+    let status = systemctl(&["status", "--no-pager", &unit]);
+    assert!(status.contains("sleep 999"), "{status}");
+
+    // Update: the unit's properties and the files.
+    let o = run(&["task", "update", "--memory-limit", "33554432", id]);
+    assert!(o.status.success(), "update: {}", text(&o.stderr));
+    assert_eq!(show(&unit, "MemoryMax"), "33554432");
+    assert_eq!(read(&dir, "memory.max"), "33554432");
+    let res = std::env::temp_dir().join(format!("{id}-pids.json"));
+    std::fs::write(&res, r#"{"pids":{"limit":20}}"#).unwrap();
+    let o = run(&["task", "update", "--resources", res.to_str().unwrap(), id]);
+    assert!(o.status.success(), "update pids: {}", text(&o.stderr));
+    assert_eq!(show(&unit, "TasksMax"), "20");
+    assert_eq!(read(&dir, "pids.max"), "20");
+
+    // A value systemd refuses: one error naming the unit and systemd's reason,
+    // and the limits stay as they were.
+    let weight = show(&unit, "CPUWeight");
+    std::fs::write(&res, r#"{"unified":{"cpu.weight":"0"}}"#).unwrap();
+    let o = run(&["task", "update", "--resources", res.to_str().unwrap(), id]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "cpu.weight 0 was accepted");
+    assert!(
+        err.contains(&unit) && err.contains("CPUWeight"),
+        "the error names neither the unit nor systemd's reason: {err}"
+    );
+    assert_eq!(show(&unit, "CPUWeight"), weight);
+    assert_eq!(read(&dir, "memory.max"), "33554432");
+    let _ = std::fs::remove_file(&res);
+
+    remove(id);
+    assert_unit_gone(&unit, &dir);
+    assert_no_leftovers(id);
+}
+
+#[test]
+fn systemd_nested_pod_slice_holds_the_scope() {
+    if skip_without_systemd("systemd_nested_pod_slice_holds_the_scope") {
+        return;
+    }
+    let id = "sd-nested";
+    let unit = format!("cri-containerd-{id}.scope");
+    run_detached(
+        id,
+        &[
+            "--cgroup",
+            &format!("rshimtest-burstable-pod1.slice:cri-containerd:{id}"),
+        ],
+        &["sleep", "1000"],
+    );
+    let dir = PathBuf::from(format!(
+        "/sys/fs/cgroup/rshimtest.slice/rshimtest-burstable.slice/rshimtest-burstable-pod1.slice/{unit}"
+    ));
+    assert!(dir.is_dir(), "{} missing", dir.display());
+    assert_eq!(show(&unit, "Slice"), "rshimtest-burstable-pod1.slice");
+    assert_eq!(read(&dir, "cgroup.procs").lines().count(), 1);
+    remove(id);
+    assert_unit_gone(&unit, &dir);
+    assert_no_leftovers(id);
+    // The slices are systemd's (as the kubelet's pod slices are); stop ours.
+    let _ = systemctl(&["stop", "rshimtest.slice"]);
+}
+
+#[test]
+fn systemd_bad_slice_fails_create_with_one_error_and_leaves_nothing() {
+    if skip_without_systemd("systemd_bad_slice_fails_create_with_one_error_and_leaves_nothing") {
+        return;
+    }
+    let id = "sd-badslice";
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--cgroup",
+        "kube--pods.slice:rshim:sd-badslice",
+        IMAGE,
+        id,
+        "true",
+    ]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("kube--pods.slice") && err.contains("linux.cgroupsPath"),
+        "{err}"
+    );
+    let _ = run(&["container", "rm", id]);
+    assert_no_leftovers(id);
+    assert_eq!(show(&format!("rshim-{id}.scope"), "LoadState"), "not-found");
+}
+
+#[test]
+fn systemd_refused_unit_fails_create_with_systemds_reason_and_leaves_nothing() {
+    if skip_without_systemd(
+        "systemd_refused_unit_fails_create_with_systemds_reason_and_leaves_nothing",
+    ) {
+        return;
+    }
+    // A unit name over systemd's 255 characters: valid characters, so only
+    // systemd can refuse it.
+    let id = "sd-refused";
+    let prefix = "p".repeat(250);
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--cgroup",
+        &format!("system.slice:{prefix}:{id}"),
+        IMAGE,
+        id,
+        "true",
+    ]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("{prefix}-{id}.scope")) && err.contains("systemd refused"),
+        "{err}"
+    );
+    let _ = run(&["container", "rm", id]);
+    assert_no_leftovers(id);
+}
+
+/// Where systemd is not running (this project's CI host), the systemd form
+/// is one error that says so, and nothing is left behind.
+#[test]
+fn systemd_form_without_systemd_is_one_clear_error() {
+    if systemd_booted() {
+        eprintln!(
+            "\n*** SKIPPED systemd_form_without_systemd_is_one_clear_error: systemd runs on this host ***\n"
+        );
+        return;
+    }
+    let id = "sd-nosystemd";
+    let o = run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--cgroup",
+        "system.slice:rshim:sd-nosystemd",
+        IMAGE,
+        id,
+        "true",
+    ]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("rshim-sd-nosystemd.scope") && err.contains("systemd is not running"),
+        "{err}"
+    );
+    let _ = run(&["container", "rm", id]);
+    assert_no_leftovers(id);
+    assert!(
+        !PathBuf::from("/sys/fs/cgroup/unified/system.slice/rshim-sd-nosystemd.scope").exists()
+    );
+}
