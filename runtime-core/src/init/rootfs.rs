@@ -12,7 +12,7 @@ use super::mountattr::IdmapTrees;
 use super::namespaces::Plan;
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
-use crate::mountopts::{parse_options, propagation_flag, MountOpts, RecAttr};
+use crate::mountopts::{parse_options, MountOpts, RecAttr};
 
 pub fn prepare(
     spec: &Spec,
