@@ -91,8 +91,9 @@ impl Container {
             let pid = (!sd.unit().is_slice()).then_some(helper);
             sd.start(pid, resources)?;
             started = true;
-            // Every limit in the files too: exact, and in force now.
-            cgroup.apply(resources)
+            // Every limit in the files too: exact, and in force now; and the
+            // device rules (the baseline even without any), as on cgroupfs.
+            cgroup.apply_at_create(resources)
         };
         let (id, bundle) = (opts.id.to_string(), opts.bundle.to_path_buf());
         let spawned = spawn_init(opts, &cgroup, &mut before_config);
