@@ -202,7 +202,13 @@ impl Cgroup {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::sys("read", p.display(), e)),
         };
-        Ok(data.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        // A task outside our pid namespace reads as 0: never a pid to signal
+        // (kill(0, …) would hit our own process group).
+        Ok(data
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|&p: &i32| p > 0)
+            .collect())
     }
 
     /// Sends `sig` to every process in the cgroup. SIGKILL goes through the
