@@ -94,7 +94,8 @@ impl Channel {
     /// `fd` must be an open socket owned by nobody else.
     pub unsafe fn from_raw(fd: RawFd) -> Channel {
         Channel {
-            fd: OwnedFd::from_raw_fd(fd),
+            // SAFETY: the caller guarantees that `fd` is an open socket nobody else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
         }
     }
 
@@ -134,6 +135,9 @@ impl Channel {
                     for c in msg.cmsgs().map_err(|e| Error::nix("recvmsg", "cmsgs", e))? {
                         if let ControlMessageOwned::ScmRights(fds) = c {
                             for raw in fds {
+                                // SAFETY: the SCM_RIGHTS fds were just installed in our fd table by
+                                // this recvmsg and nothing else refers to them; each is wrapped
+                                // exactly once (any beyond the first is closed on drop).
                                 let owned = unsafe { OwnedFd::from_raw_fd(raw) };
                                 fd.get_or_insert(owned);
                             }

@@ -220,6 +220,7 @@ impl Cgroup {
             // A pid in our own cgroup cannot be recycled outside it between read and kill
             // only if frozen; a stray signal to a recycled pid would stay inside this
             // container's cgroup, as runc accepts too.
+            // SAFETY: kill takes only integers and touches no memory of ours.
             unsafe { libc::kill(pid, sig) };
         }
         Ok(())
@@ -278,10 +279,13 @@ impl Cgroup {
         let Some(dir) = self.dir_of("memory") else {
             return Ok(None);
         };
+        // SAFETY: eventfd takes only integers.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if efd < 0 {
             return Err(crate::error::last("eventfd", "OOM notification"));
         }
+        // SAFETY: `efd` was just returned by eventfd (checked >= 0 above) and is owned by nobody
+        // else.
         let efd = unsafe { OwnedFd::from_raw_fd(efd) };
         let ctl = dir.join("memory.oom_control");
         let oc = fs::File::open(&ctl).map_err(|e| Error::sys("open", ctl.display(), e))?;

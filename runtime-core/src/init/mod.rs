@@ -53,7 +53,11 @@ pub fn main_if_helper() {
         return;
     }
     // Step 1: nothing may attach to us from inside the container.
+    // SAFETY: PR_SET_DUMPABLE takes only integers.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // SAFETY: argv[1] is HELPER_ARG only when container.rs's helper_command spawned us, and its
+    // pre_exec put our end of the channel at CHANNEL_FD (not close-on-exec); nothing else in this
+    // process owns that fd.
     let chan = unsafe { Channel::from_raw(CHANNEL_FD) };
     let code = match helper(&chan) {
         Ok(()) => 0,
@@ -63,6 +67,8 @@ pub fn main_if_helper() {
         }
     };
     // _exit: no atexit handlers or stdio flushing of a copied address space.
+    // SAFETY: _exit takes an integer and does not return; skipping destructors and atexit handlers
+    // is intended.
     unsafe { libc::_exit(code) }
 }
 
@@ -91,6 +97,9 @@ fn helper(chan: &Channel) -> Result<()> {
 
     // Step 4. Safe to run Rust in the child: this process has a single thread.
     let (at_clone, later) = plan.clone_and_unshare();
+    // SAFETY: this helper is single-threaded: a fresh re-exec of our binary whose main ran
+    // main_if_helper before starting any thread, and nothing in helper() starts one, so the child
+    // may run Rust code on its copy of the memory.
     match unsafe { sys::clone3_fork(at_clone | libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "container init", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
@@ -127,6 +136,8 @@ fn helper(chan: &Channel) -> Result<()> {
                 Err(e) => e,
             };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
+            // SAFETY: _exit takes an integer and does not return; skipping destructors and atexit
+            // handlers is intended.
             unsafe { libc::_exit(127) }
         }
     }
@@ -134,6 +145,7 @@ fn helper(chan: &Channel) -> Result<()> {
 
 /// The namespaces [`namespaces::Plan::clone_and_unshare`] left for after the clone.
 fn unshare(flags: u64) -> Result<()> {
+    // SAFETY: unshare takes only integer flags.
     if flags != 0 && unsafe { libc::unshare(flags as i32) } < 0 {
         return Err(crate::error::last(
             "unshare",
@@ -167,7 +179,9 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
     // The container's user namespace too, when it has its own: setns refuses
     // (EINVAL) to "join" the user namespace we are already in.
     let with_user = all | libc::CLONE_NEWUSER;
+    // SAFETY: setns takes the pidfd that `init` owns (open until the drop below) and integer flags.
     if unsafe { libc::setns(init.as_raw_fd(), with_user) } < 0
+        // SAFETY: the same pidfd, still owned by `init`, and integer flags.
         && unsafe { libc::setns(init.as_raw_fd(), all) } < 0
     {
         return Err(crate::error::last(
@@ -176,6 +190,8 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
         ));
     }
     drop(init);
+    // SAFETY: this helper is single-threaded, as for the init in helper(): a fresh re-exec whose
+    // main ran main_if_helper before any thread, and nothing here starts one.
     match unsafe { sys::clone3_fork(libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "exec process", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
@@ -191,12 +207,15 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
                 }) {
                 Ok(exec) => match chan.recv::<ToInit>() {
                     Ok(Some((ToInit::Start, _))) => exec.exec(),
+                    // SAFETY: _exit takes an integer and does not return.
                     Ok(_) => unsafe { libc::_exit(1) },
                     Err(e) => e,
                 },
                 Err(e) => e,
             };
             let _ = chan.send(&FromInit::Error(err.to_string()), None);
+            // SAFETY: _exit takes an integer and does not return; skipping destructors and atexit
+            // handlers is intended.
             unsafe { libc::_exit(127) }
         }
     }
@@ -209,6 +228,7 @@ fn exec_prepare(
 ) -> Result<process::Exec> {
     if p.terminal() == Some(true) {
         // A terminal needs its own session to become the controlling one.
+        // SAFETY: setsid takes no arguments.
         if unsafe { libc::setsid() } < 0 {
             return Err(crate::error::last("setsid", "exec process"));
         }
@@ -295,6 +315,7 @@ fn container_init(
                         Err(e) => e,
                     }
                 }
+                // SAFETY: _exit takes an integer and does not return.
                 Ok(_) => unsafe { libc::_exit(1) },
                 Err(e) => e,
             }
@@ -312,6 +333,7 @@ fn prepare(
     create_hooks: &dyn Fn() -> Result<()>,
 ) -> Result<process::Exec> {
     // A new session: the container's processes must not share the shim's.
+    // SAFETY: setsid takes no arguments.
     if unsafe { libc::setsid() } < 0 {
         return Err(crate::error::last("setsid", "container init"));
     }
@@ -335,6 +357,8 @@ fn prepare(
         nix::unistd::sethostname(hostname).map_err(|e| Error::nix("sethostname", hostname, e))?;
     }
     if let Some(domain) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        // SAFETY: the kernel reads exactly `domain.len()` bytes from `domain.as_ptr()`, a live str
+        // of that length (the length is passed, no NUL needed).
         let r = unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) };
         if r < 0 {
             return Err(crate::error::last("setdomainname", domain));
