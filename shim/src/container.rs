@@ -154,7 +154,7 @@ pub fn watch_exit(
     pidfd: OwnedFd,
     publisher: Publisher,
 ) -> std::io::Result<()> {
-    // Safety: `pidfd` is moved into the AsyncFd, so it stays open and refers
+    // SAFETY: `pidfd` is moved into the AsyncFd, so it stays open and refers
     // to the same process for the AsyncFd's whole life.
     let afd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
         .map_err(std::io::Error::from)?;
@@ -245,13 +245,15 @@ pub fn watch_exit(
 /// Reads (and so resets) an eventfd counter; true if it had fired.
 fn take_event(fd: &AsyncFd<OwnedFd>) -> bool {
     let mut buf = [0u8; 8];
+    // SAFETY: the kernel writes at most 8 bytes to `buf`, a live 8-byte array; the eventfd is owned
+    // by the AsyncFd borrowed for the call.
     let n = unsafe { libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
     n == 8 && u64::from_ne_bytes(buf) > 0
 }
 
 /// Publishes /tasks/oom whenever the kernel's OOM killer acts in the container.
 pub fn watch_oom(c: Arc<Container>, efd: OwnedFd, publisher: Publisher) -> std::io::Result<()> {
-    // Safety: the eventfd is moved into the AsyncFd and lives as long as it.
+    // SAFETY: the eventfd is moved into the AsyncFd and lives as long as it.
     let afd = Arc::new(
         unsafe { AsyncFd::register_with_interest(efd, Interest::READABLE) }
             .map_err(std::io::Error::from)?,

@@ -53,7 +53,10 @@ fn spawn_daemon(flags: &Flags, listener: &UnixListener, address: &str) -> Result
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // Between fork and exec: async-signal-safe calls only (and `start` is single-threaded).
+    // SAFETY: the closure runs in the forked child between fork and exec, so it calls only
+    // async-signal-safe functions (setsid, fcntl, dup2, errno) and allocates nothing (`start` is
+    // single-threaded anyway); `raw` is the listener's fd, open while `listener` is borrowed, which
+    // outlives spawn().
     unsafe {
         cmd.pre_exec(move || {
             // Our own session: containerd's signals to its process group must not reach us.
