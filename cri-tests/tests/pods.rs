@@ -773,6 +773,7 @@ fn killed_shim_is_cleaned_up(c: &Cri, handler: &str) {
     let id = pod.container(c, &container_config("main", "exec sleep 100000"));
     let shims = pod.shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
+    // SAFETY: kill takes only integers and touches no memory of ours.
     unsafe { libc::kill(shims[0].pid, libc::SIGKILL) };
     let st = c.wait_exited(&id, WAIT);
     println!(
@@ -802,6 +803,7 @@ fn killed_shim_is_cleaned_up(c: &Cri, handler: &str) {
             "containerd 2 now cleans up: update this test"
         );
         for pid in left {
+            // SAFETY: kill takes only integers and touches no memory of ours.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         wait_for("left processes gone", WAIT, || {

@@ -84,6 +84,9 @@ fn fail(g: &Global, msg: &str) -> ! {
 
 fn dup_stdio() -> Result<Stdio, String> {
     let d = |fd: i32| -> Result<Option<OwnedFd>, String> {
+        // SAFETY: fd is 0, 1 or 2: std's start-up reopens any of them that was closed on /dev/null,
+        // and nothing in this process closes them, so the fd stays open for the borrow, which ends
+        // in this closure.
         let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         b.try_clone_to_owned()
             .map(Some)

@@ -37,6 +37,7 @@ fn check(what: &str, st: std::io::Result<std::process::ExitStatus>) {
 /// (the runtimes' `create` processes exit and leave the init to us).
 fn wait_pid(pid: i32) {
     let mut st = 0;
+    // SAFETY: `st` is a live c_int that waitpid writes; the rest are integers.
     unsafe { libc::waitpid(pid, &mut st, 0) };
 }
 
@@ -121,6 +122,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(30);
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes only integers.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let tmp = std::env::temp_dir().join(format!("rshim-bench-core-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);

@@ -454,7 +454,10 @@ fn helper_command(exe: &str, chan: &Channel, stdio: Stdio) -> Command {
         .stdout(self::stdio(stdio.stdout))
         .stderr(self::stdio(stdio.stderr));
     let raw = chan.raw();
-    // Runs between fork and exec: only async-signal-safe calls (dup2, fcntl).
+    // SAFETY: the closure runs in the forked child of a possibly multi-threaded process, between
+    // fork and exec, so it calls only async-signal-safe functions (fcntl, dup2, errno) and
+    // allocates nothing; `raw` is the helper's end of the channel, open until `chan` is dropped
+    // after spawn() returned.
     unsafe {
         cmd.pre_exec(move || {
             if raw == CHANNEL_FD {

@@ -15,6 +15,9 @@ pub struct ExitStatus(pub u32);
 
 impl ExitStatus {
     fn from_siginfo(info: &libc::siginfo_t) -> Self {
+        // SAFETY: callers pass only a siginfo that waitid filled for an exited child (waitid_pidfd
+        // returns None when si_pid is 0), so it has the SIGCHLD layout whose status field
+        // si_status() reads.
         let status = unsafe { info.si_status() };
         match info.si_code {
             libc::CLD_EXITED => ExitStatus(status as u32),

@@ -44,6 +44,8 @@ fn mount_one(m: &RootfsMount, target: &Path) -> Result<()> {
     let (src, tgt, data_c) = (c(&m.source)?, c(&target.to_string_lossy())?, c(&data)?);
     let fstype = if opts.bind { None } else { Some(c(&m.typ)?) };
     let flags = opts.flags;
+    // SAFETY: `src`, `tgt` and `data_c` are live NUL-terminated CStrings for the whole call, and
+    // the fstype and data pointers are null or point into `fstype` and `data_c`.
     let r = unsafe {
         libc::mount(
             src.as_ptr(),
@@ -61,6 +63,8 @@ fn mount_one(m: &RootfsMount, target: &Path) -> Result<()> {
         return Err(crate::error::last("mount", what));
     }
     if opts.bind && flags & !(libc::MS_BIND | libc::MS_REC) != 0 {
+        // SAFETY: `tgt` is a live NUL-terminated CString; the other pointers are null, which
+        // MS_REMOUNT allows.
         let r = unsafe {
             libc::mount(
                 std::ptr::null(),
@@ -83,6 +87,7 @@ fn mount_one(m: &RootfsMount, target: &Path) -> Result<()> {
 pub fn unmount(target: &Path) -> Result<()> {
     let tgt = CString::new(target.to_string_lossy().as_bytes()).unwrap();
     for attempt in 0..50 {
+        // SAFETY: `tgt` is a live NUL-terminated CString; flags are integers.
         if unsafe { libc::umount2(tgt.as_ptr(), libc::UMOUNT_NOFOLLOW) } == 0 {
             continue; // something else may be stacked below
         }
@@ -92,6 +97,7 @@ pub fn unmount(target: &Path) -> Result<()> {
             Some(libc::EBUSY) if attempt < 49 => std::thread::sleep(Duration::from_millis(10)),
             _ => {
                 // Last resort: detach, so the bundle can go even if a file is held open.
+                // SAFETY: `tgt` is a live NUL-terminated CString; flags are integers.
                 if unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) }
                     == 0
                 {

@@ -21,6 +21,7 @@ use crate::error::{last, Error, Result};
 /// file open for the new image, so it can be dropped once the child exec'd.
 pub fn copy() -> Result<OwnedFd> {
     let name = CString::new("containerd-shim-rust-v1").unwrap();
+    // SAFETY: `name` is a live NUL-terminated CString; flags are integers.
     let raw = unsafe {
         libc::memfd_create(
             name.as_ptr(),
@@ -29,6 +30,7 @@ pub fn copy() -> Result<OwnedFd> {
     };
     let raw = if raw < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
         // Kernels before 6.3 do not know MFD_EXEC.
+        // SAFETY: `name` is a live NUL-terminated CString; flags are integers.
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) }
     } else {
         raw
@@ -36,6 +38,8 @@ pub fn copy() -> Result<OwnedFd> {
     if raw < 0 {
         return Err(last("memfd_create", "sealed shim binary"));
     }
+    // SAFETY: `raw` was just returned by memfd_create (checked >= 0 above) and is owned by nobody
+    // else.
     let memfd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut src =
         File::open("/proc/self/exe").map_err(|e| Error::sys("open", "/proc/self/exe", e))?;
@@ -46,6 +50,7 @@ pub fn copy() -> Result<OwnedFd> {
     );
     io::copy(&mut src, &mut dst).map_err(|e| Error::sys("copy", "/proc/self/exe to memfd", e))?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS takes integers, on the memfd that `memfd` owns.
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(last("fcntl(F_ADD_SEALS)", "sealed shim binary"));
     }
@@ -59,6 +64,7 @@ pub fn path(fd: &OwnedFd) -> String {
 
 /// True when `fd` carries every seal we rely on (used by tests and by `init`).
 pub fn is_sealed(fd: i32) -> bool {
+    // SAFETY: F_GET_SEALS takes only integers (a bad fd fails with EBADF).
     let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
     let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     seals >= 0 && seals & want == want

@@ -67,27 +67,40 @@ pub unsafe fn clone3_fork_into(flags: u64, cgroup: Option<RawFd>) -> io::Result<
         },
         ..Default::default()
     };
-    let ret = check(libc::syscall(
-        libc::SYS_clone3,
-        &mut args as *mut CloneArgs,
-        std::mem::size_of::<CloneArgs>(),
-    ))?;
+    // SAFETY: `args` is a live, initialised `struct clone_args` of the size passed, and its
+    // `pidfd` field points at the live local `pidfd`, which the kernel writes; with no new stack
+    // the child goes on with a copy of this one, and the caller's guarantee that this process is
+    // single-threaded (see # Safety) makes running Rust code in that copy sound.
+    let ret = check(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    })?;
     if ret == 0 {
         Ok(Forked::Child)
     } else {
         Ok(Forked::Parent {
             pid: ret as libc::pid_t,
-            pidfd: OwnedFd::from_raw_fd(pidfd),
+            // SAFETY: in the parent a successful clone3 with CLONE_PIDFD stored a new pidfd in
+            // `pidfd`; nothing else owns it.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         })
     }
 }
 
 pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes only integers and touches no memory of ours.
     let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: `check` passed, so `fd` is the new pidfd pidfd_open just returned, owned by nobody
+    // else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal takes integers and a siginfo pointer that may be null (the kernel
+    // then fills in a default, as kill does).
     check(unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
@@ -103,9 +116,13 @@ pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
 /// `waitid(P_PIDFD, …)`; returns `None` with `WNOHANG` when still running.
 pub fn waitid_pidfd(pidfd: RawFd, nohang: bool) -> io::Result<Option<libc::siginfo_t>> {
     const P_PIDFD: libc::idtype_t = 3;
+    // SAFETY: siginfo_t is plain old data (integers and a union of integers), so all-zero is a
+    // valid value; a zero si_pid is also how WNOHANG's "still running" is told apart below.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
     loop {
+        // SAFETY: `info` is a live, writable siginfo_t for the whole call; the pidfd is passed as
+        // an integer (the callers' Pidfd keeps it open).
         let r = unsafe { libc::waitid(P_PIDFD, pidfd as libc::id_t, &mut info, flags) };
         if r == 0 {
             break;
@@ -115,6 +132,8 @@ pub fn waitid_pidfd(pidfd: RawFd, nohang: bool) -> io::Result<Option<libc::sigin
             return Err(e);
         }
     }
+    // SAFETY: `info` is either still zeroed or was filled by waitid for a child, which is the
+    // SIGCHLD layout whose pid field si_pid() reads.
     if unsafe { info.si_pid() } == 0 {
         return Ok(None);
     }
@@ -164,20 +183,26 @@ pub(crate) fn cloexec_from_proc(first: u32) -> io::Result<()> {
 /// Raw `setgroups`: glibc's wrapper broadcasts to all threads with a lock
 /// (`__nptl_setxid`), which must not run after a fork of a threaded process.
 pub fn setgroups(gids: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: the kernel reads `gids.len()` gid_t values from `gids.as_ptr()`, a live slice of
+    // exactly that length.
     check(unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) }).map(|_| ())
 }
 
 /// Raw `setresgid` (see [`setgroups`] for why raw).
 pub fn setresgid(gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: setresgid takes only integers (the raw syscall, so no libc lock is taken).
     check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(|_| ())
 }
 
 /// Raw `setresuid` (see [`setgroups`] for why raw).
 pub fn setresuid(uid: libc::uid_t) -> io::Result<()> {
+    // SAFETY: setresuid takes only integers (the raw syscall, so no libc lock is taken).
     check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(|_| ())
 }
 
 pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> io::Result<()> {
+    // SAFETY: both pointers come from `&CStr`s borrowed for the whole call, so they are live and
+    // NUL-terminated.
     check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
         .map(|_| ())
 }
@@ -220,6 +245,8 @@ pub fn openat2(
         resolve,
     };
     loop {
+        // SAFETY: `path` is a live NUL-terminated string and `how` a live `struct open_how` whose
+        // size is the size argument, so the kernel reads exactly that object.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_openat2,
@@ -230,6 +257,8 @@ pub fn openat2(
             )
         };
         match check(r) {
+            // SAFETY: `check` passed, so `fd` is the new fd openat2 just returned, owned by nobody
+            // else.
             Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
             // The kernel asks for a retry when a rename raced the lookup.
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,

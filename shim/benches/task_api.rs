@@ -93,6 +93,7 @@ fn bundle(id: &str) -> (PathBuf, std::fs::File) {
     assert!(st.success(), "test-bundles/gen bundle {}", dir.display());
     let log = dir.join("log");
     let c = std::ffi::CString::new(log.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a live NUL-terminated CString; the mode is an integer.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let f = std::fs::OpenOptions::new()
         .read(true)

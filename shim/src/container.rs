@@ -158,7 +158,7 @@ pub fn watch_exit(
     pidfd: OwnedFd,
     publisher: Publisher,
 ) -> std::io::Result<()> {
-    // Safety: `pidfd` is moved into the AsyncFd, so it stays open and refers
+    // SAFETY: `pidfd` is moved into the AsyncFd, so it stays open and refers
     // to the same process for the AsyncFd's whole life.
     let afd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
         .map_err(std::io::Error::from)?;

@@ -51,6 +51,7 @@ pub fn untrack(pid: i32) {
 
 /// Makes orphans of our descendants ours (PR_SET_CHILD_SUBREAPER).
 pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes only integers.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -87,6 +88,7 @@ fn reap_orphans() -> bool {
         }
         let mut status = 0;
         // This exact pid, which is an untracked zombie child: nobody else waits for it.
+        // SAFETY: `status` is a live c_int that waitpid writes; the rest are integers.
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == pid {
             log::debug!("reaped orphan {pid} (wait status {status:#x})");
@@ -98,7 +100,10 @@ fn reap_orphans() -> bool {
 /// Whether any child of ours has exited and is not reaped yet: a peek
 /// (WNOWAIT) that reaps nothing, so it races no one.
 fn any_zombie_child() -> bool {
+    // SAFETY: siginfo_t is plain old data (integers and a union of integers), so all-zero is a
+    // valid value; a zero si_pid is how "no child has exited" is told apart below.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a live, writable siginfo_t for the whole call; the rest are integers.
     let r = unsafe {
         libc::waitid(
             libc::P_ALL,
@@ -107,6 +112,8 @@ fn any_zombie_child() -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
+    // SAFETY: `info` is either still zeroed or was filled by waitid for a child, which is the
+    // SIGCHLD layout whose pid field si_pid() reads.
     r == 0 && unsafe { info.si_pid() } != 0
 }
 

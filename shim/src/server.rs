@@ -28,6 +28,7 @@ pub fn run(flags: Flags) -> Result<(), Box<dyn std::error::Error>> {
     // Blocking threads (container create/start/delete) go away soon after use,
     // so an idle shim is one thread. One malloc arena: a shim allocates little,
     // and per-thread arenas would cost resident memory for nothing.
+    // SAFETY: mallopt takes only integers; glibc applies the tunable under its own malloc lock.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -57,6 +58,9 @@ async fn serve(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     let mut v2 = create_task(service);
     let handlers = v2.remove(V3).expect("generated service");
     v2.insert(V2.to_string(), handlers);
+    // SAFETY: the serving mode (no action) is started only by `start` (spawn_daemon), whose
+    // pre_exec put the listening socket at LISTENER_FD without close-on-exec; nothing else in this
+    // process owns that fd, so the ttrpc server may take it over.
     let mut server = unsafe { ttrpc::r#async::Server::new().add_unix_listener(LISTENER_FD)? }
         .register_service(v3)
         .register_service(v2);

@@ -221,6 +221,7 @@ fn ten_megabytes_arrive_intact() {
     let fifo = |name: &str| {
         let p = dir.join(name);
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a live NUL-terminated CString; the mode is an integer.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         p
     };
@@ -278,6 +279,7 @@ fn ten_megabytes_arrive_intact() {
     // which it does after the last byte is copied.
     let read_all = |mut f: std::fs::File| {
         use std::os::fd::AsRawFd;
+        // SAFETY: F_SETFL takes only integers, on the FIFO fd that `f` owns.
         unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, 0) };
         std::thread::spawn(move || {
             let mut v = Vec::new();
@@ -524,6 +526,7 @@ fn killed_shim_is_cleaned_up_by_delete() {
     assert_eq!(shims.len(), 1);
     // containerd notices the dead shim and runs our `delete`, which must remove
     // the container's processes, cgroup, rootfs mount and work dir.
+    // SAFETY: kill takes only integers and touches no memory of ours.
     unsafe { libc::kill(shims[0], libc::SIGKILL) };
     wait_for("task gone or stopped", Duration::from_secs(20), || {
         task_status(id).is_none_or(|s| s == "STOPPED" || s == "UNKNOWN")

@@ -34,10 +34,12 @@ fn restart_containerd_with_debug(debug: bool) {
         .trim()
         .parse()
         .unwrap();
+    // SAFETY: kill takes only integers and touches no memory of ours.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     wait_for(
         "containerd to exit",
         Duration::from_secs(20),
+        // SAFETY: kill takes only integers and touches no memory of ours.
         || unsafe { libc::kill(pid, 0) } != 0,
     );
     let st = std::process::Command::new(repo().join("scripts/containerd"))

@@ -15,6 +15,8 @@ use crate::error::{last, Error, Result};
 
 /// Opens a pty in the current mount namespace; returns (master, slave).
 fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: a NUL-terminated literal path and integer flags; the fd it returns is checked and
+    // wrapped below.
     let master = unsafe {
         libc::open(
             c"/dev/ptmx".as_ptr(),
@@ -27,11 +29,14 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
             "/dev/ptmx (process.terminal needs a devpts mount at /dev/pts)",
         ));
     }
+    // SAFETY: `master` was just returned by open (checked >= 0 above) and is owned by nobody else.
     let master = unsafe { OwnedFd::from_raw_fd(master) };
+    // SAFETY: unlockpt takes only an fd: the pty master that `master` owns.
     if unsafe { libc::unlockpt(master.as_raw_fd()) } < 0 {
         return Err(last("unlockpt", "/dev/ptmx"));
     }
     // TIOCGPTPEER opens the slave through the master: no path lookup to race.
+    // SAFETY: TIOCGPTPEER takes its open flags as an integer, on the master fd that `master` owns.
     let slave = unsafe {
         libc::ioctl(
             master.as_raw_fd(),
@@ -42,6 +47,8 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     if slave < 0 {
         return Err(last("ioctl(TIOCGPTPEER)", "/dev/ptmx"));
     }
+    // SAFETY: `slave` was just returned by TIOCGPTPEER (checked >= 0 above), a new fd owned by
+    // nobody else.
     Ok((master, unsafe { OwnedFd::from_raw_fd(slave) }))
 }
 
@@ -52,6 +59,7 @@ pub fn set_size(fd: i32, rows: u16, cols: u16) -> Result<()> {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
+    // SAFETY: TIOCSWINSZ reads a `struct winsize`, and `ws` is a live, initialised one.
     if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } < 0 {
         return Err(last("ioctl(TIOCSWINSZ)", "terminal"));
     }
@@ -69,10 +77,14 @@ pub fn setup(chan: &Channel, p: &Process, console: bool) -> Result<()> {
     if console {
         bind_console(&slave)?;
     }
+    // SAFETY: TIOCSCTTY takes an integer argument (0: steal from nobody), on the slave fd that
+    // `slave` owns.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
         return Err(last("ioctl(TIOCSCTTY)", "terminal"));
     }
     for fd in 0..3 {
+        // SAFETY: dup2 takes integers; `slave` stays open across it, and no Rust object owns fds 0,
+        // 1, 2, which are meant to be replaced.
         if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
             return Err(last("dup2", "terminal to stdio"));
         }
@@ -83,6 +95,8 @@ pub fn setup(chan: &Channel, p: &Process, console: bool) -> Result<()> {
 /// `/dev/console` is the terminal's slave, as the runtime spec asks.
 fn bind_console(slave: &OwnedFd) -> Result<()> {
     let target = c"/dev/console";
+    // SAFETY: a NUL-terminated literal path, integer flags and mode; the fd is closed below without
+    // being wrapped.
     let fd = unsafe {
         libc::open(
             target.as_ptr(),
@@ -91,6 +105,8 @@ fn bind_console(slave: &OwnedFd) -> Result<()> {
         )
     };
     if fd >= 0 {
+        // SAFETY: `fd` was just returned by open and never wrapped, so this close releases only our
+        // own fd.
         unsafe { libc::close(fd) };
     } else {
         let e = std::io::Error::last_os_error();

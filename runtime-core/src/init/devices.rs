@@ -71,7 +71,11 @@ fn mknod(root: RawFd, path: &Path, n: &Node) -> Result<()> {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EEXIST) {
             // Replace whatever the image had there (it may be a symlink or a regular file).
+            // SAFETY: `parent` owns an open directory fd and `name` is a live NUL-terminated
+            // CString.
             unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), 0) };
+            // SAFETY: `parent` owns an open directory fd and `name` is a live NUL-terminated
+            // CString; the rest are integers.
             if unsafe {
                 libc::mknodat(
                     parent.as_raw_fd(),
@@ -88,9 +92,13 @@ fn mknod(root: RawFd, path: &Path, n: &Node) -> Result<()> {
         }
     }
     // mknod is subject to the umask; set the exact mode and owner.
+    // SAFETY: `parent` owns an open directory fd and `name` is a live NUL-terminated CString; mode
+    // and flags are integers.
     if unsafe { libc::fchmodat(parent.as_raw_fd(), name.as_ptr(), mode & 0o7777, 0) } < 0 {
         return Err(crate::error::last("fchmodat", &what));
     }
+    // SAFETY: `parent` owns an open directory fd and `name` is a live NUL-terminated CString; the
+    // rest are integers.
     if unsafe {
         libc::fchownat(
             parent.as_raw_fd(),
@@ -134,6 +142,8 @@ fn bind_host_node(root: RawFd, path: &Path) -> Result<()> {
             let parent = fsutil::mkdir_all(root, path.parent().unwrap_or(Path::new("/")), 0o755)?;
             let name =
                 CString::new(path.file_name().unwrap_or_default().as_encoded_bytes()).unwrap();
+            // SAFETY: `parent` owns an open directory fd and `name` is a live NUL-terminated
+            // CString.
             if unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), 0) } < 0 {
                 return Err(crate::error::last("unlinkat", &what));
             }
@@ -243,8 +253,10 @@ fn symlinks(root: RawFd) -> Result<()> {
         let n = CString::new(name).unwrap();
         let t = CString::new(target).unwrap();
         if name == "ptmx" {
+            // SAFETY: `dev` owns an open fd of /dev and `n` is a live NUL-terminated CString.
             unsafe { libc::unlinkat(dev.as_raw_fd(), n.as_ptr(), 0) };
         }
+        // SAFETY: `t` and `n` are live NUL-terminated CStrings and `dev` owns an open fd of /dev.
         if unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) } < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EEXIST) {

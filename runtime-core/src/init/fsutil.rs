@@ -51,6 +51,8 @@ pub fn mkdir_all(root: RawFd, path: &Path, mode: u32) -> Result<OwnedFd> {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let name = CString::new(comp.as_os_str().as_bytes()).unwrap();
                 // mkdirat never follows a symlink in its last component.
+                // SAFETY: `dir` owns an open directory fd and `name` is a live NUL-terminated
+                // CString; mode is an integer.
                 if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) } < 0 {
                     let e = std::io::Error::last_os_error();
                     if e.raw_os_error() != Some(libc::EEXIST) {
@@ -126,6 +128,8 @@ pub fn mount(
     data: Option<&CStr>,
     what: &dyn std::fmt::Display,
 ) -> Result<()> {
+    // SAFETY: each pointer is null or comes from a `&CStr` borrowed for the whole call, so it is
+    // live and NUL-terminated (the kernel reads `data` as a string too).
     let r = unsafe {
         libc::mount(
             src.map_or(std::ptr::null(), |s| s.as_ptr()),
@@ -142,8 +146,11 @@ pub fn mount(
 }
 
 pub fn fstat(fd: RawFd) -> std::io::Result<libc::stat> {
+    // SAFETY: `struct stat` is plain old data (integers only), so all-zero is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     let empty = c"";
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH, and `st` is a live, writable `struct
+    // stat`.
     if unsafe { libc::fstatat(fd, empty.as_ptr(), &mut st, libc::AT_EMPTY_PATH) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -152,7 +159,9 @@ pub fn fstat(fd: RawFd) -> std::io::Result<libc::stat> {
 
 /// The mount flags that are locked on an existing mount and must be kept on remount.
 pub fn locked_flags(fd: RawFd) -> libc::c_ulong {
+    // SAFETY: `struct statvfs` is plain old data (integers only), so all-zero is a valid value.
     let mut sv: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `sv` is a live, writable `struct statvfs`; the fd is only an integer to the kernel.
     if unsafe { libc::fstatvfs(fd, &mut sv) } < 0 {
         return 0;
     }

@@ -15,6 +15,8 @@ pub fn join_new(id: &str) -> Result<()> {
     let what = "the container's session keyring";
     let name = std::ffi::CString::new(format!("_ses.{id}"))
         .map_err(|_| Error::Init("NUL in id".into()))?;
+    // SAFETY: `name` is a live NUL-terminated CString that outlives the call; the other arguments
+    // are integers.
     let serial =
         unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     if serial < 0 {
@@ -25,6 +27,7 @@ pub fn join_new(id: &str) -> Result<()> {
         }
         return Err(Error::sys("keyctl(JOIN_SESSION_KEYRING)", what, e));
     }
+    // SAFETY: KEYCTL_SETPERM takes only integers (the keyring's serial and the permission mask).
     if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, serial, PERM) } < 0 {
         return Err(crate::error::last("keyctl(SETPERM)", what));
     }
@@ -35,6 +38,8 @@ pub fn join_new(id: &str) -> Result<()> {
 pub fn describe_session() -> Option<String> {
     const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
     let mut buf = vec![0u8; 256];
+    // SAFETY: the kernel writes at most `buf.len()` bytes to `buf.as_mut_ptr()`, a live,
+    // initialised buffer of exactly that length.
     let n = unsafe {
         libc::syscall(
             libc::SYS_keyctl,

@@ -56,7 +56,11 @@ pub fn main_if_helper() {
         return;
     }
     // Step 1: nothing may attach to us from inside the container.
+    // SAFETY: PR_SET_DUMPABLE takes only integers.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // SAFETY: argv[1] is HELPER_ARG only when container.rs's helper_command spawned us, and its
+    // pre_exec put our end of the channel at CHANNEL_FD (not close-on-exec); nothing else in this
+    // process owns that fd.
     let chan = unsafe { Channel::from_raw(CHANNEL_FD) };
     let code = match helper(&chan) {
         Ok(()) => 0,
@@ -66,6 +70,8 @@ pub fn main_if_helper() {
         }
     };
     // _exit: no atexit handlers or stdio flushing of a copied address space.
+    // SAFETY: _exit takes an integer and does not return; skipping destructors and atexit handlers
+    // is intended.
     unsafe { libc::_exit(code) }
 }
 
@@ -185,6 +191,7 @@ fn helper(chan: &Channel) -> Result<()> {
 
 /// The namespaces [`namespaces::Plan::clone_and_unshare`] left for after the clone.
 fn unshare(flags: u64) -> Result<()> {
+    // SAFETY: unshare takes only integer flags.
     if flags != 0 && unsafe { libc::unshare(flags as i32) } < 0 {
         return Err(crate::error::last(
             "unshare",
@@ -245,6 +252,7 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
     let with_user = all | libc::CLONE_NEWUSER;
     let shared_root = shared_mntns::init_root_if_shared(init.as_raw_fd())?;
     if unsafe { libc::setns(init.as_raw_fd(), with_user) } < 0
+        // SAFETY: the same pidfd, still owned by `init`, and integer flags.
         && unsafe { libc::setns(init.as_raw_fd(), all) } < 0
     {
         return Err(crate::error::last(
@@ -270,6 +278,7 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
                 }) {
                 Ok(exec) => match chan.recv::<ToInit>() {
                     Ok(Some((ToInit::Start, _))) => exec.exec(),
+                    // SAFETY: _exit takes an integer and does not return.
                     Ok(_) => unsafe { libc::_exit(1) },
                     Err(e) => e,
                 },
@@ -288,6 +297,7 @@ fn exec_prepare(
 ) -> Result<process::Exec> {
     if p.terminal() == Some(true) {
         // A terminal needs its own session to become the controlling one.
+        // SAFETY: setsid takes no arguments.
         if unsafe { libc::setsid() } < 0 {
             return Err(crate::error::last("setsid", "exec process"));
         }
@@ -377,6 +387,7 @@ fn container_init(
                         Err(e) => e,
                     }
                 }
+                // SAFETY: _exit takes an integer and does not return.
                 Ok(_) => unsafe { libc::_exit(1) },
                 Err(e) => e,
             }
@@ -395,6 +406,7 @@ fn prepare(
     create_hooks: &dyn Fn() -> Result<()>,
 ) -> Result<process::Exec> {
     // A new session: the container's processes must not share the shim's.
+    // SAFETY: setsid takes no arguments.
     if unsafe { libc::setsid() } < 0 {
         return Err(crate::error::last("setsid", "container init"));
     }
@@ -424,6 +436,8 @@ fn prepare(
         nix::unistd::sethostname(hostname).map_err(|e| Error::nix("sethostname", hostname, e))?;
     }
     if let Some(domain) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        // SAFETY: the kernel reads exactly `domain.len()` bytes from `domain.as_ptr()`, a live str
+        // of that length (the length is passed, no NUL needed).
         let r = unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) };
         if r < 0 {
             return Err(crate::error::last("setdomainname", domain));

@@ -147,6 +147,8 @@ impl Plan {
         });
         for (t, path, f) in joins {
             let flag = clone_flag(*t)? as i32;
+            // SAFETY: `f` is a namespace file the plan owns, open for the whole loop; the flag is
+            // an integer.
             if unsafe { libc::setns(f.as_raw_fd(), flag) } < 0 {
                 return Err(crate::error::last("setns", format!("{t} namespace {path}")));
             }

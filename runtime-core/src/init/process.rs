@@ -32,6 +32,9 @@ impl Exec {
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = self.envp.iter().map(|a| a.as_ptr()).collect();
         envp.push(std::ptr::null());
+        // SAFETY: `path` and every pointer in `argv` and `envp` point into CStrings owned by
+        // `self`, alive during the call, and both arrays end with a null pointer as execve
+        // requires.
         unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         last("execve", format!("process.args[0] {:?}", self.path))
     }
@@ -65,6 +68,7 @@ fn rlimits(p: &Process) -> Result<()> {
             rlim_cur: rl.soft(),
             rlim_max: rl.hard(),
         };
+        // SAFETY: `lim` is a live, initialised `struct rlimit` that the kernel only reads.
         if unsafe { libc::setrlimit(resource(rl.typ())?, &lim) } < 0 {
             let e = std::io::Error::last_os_error();
             let hint = if e.raw_os_error() == Some(libc::EPERM) {
@@ -130,8 +134,10 @@ fn capabilities_and_user(p: &Process) -> Result<()> {
             }
         }
     }
+    // SAFETY: PR_SET_KEEPCAPS takes only integers.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     super::user::switch(p.user())?;
+    // SAFETY: PR_SET_KEEPCAPS takes only integers.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
     let (eff, perm, inh, amb) = match c {
         Some(c) => (
@@ -173,7 +179,9 @@ fn env_path(env: &[String]) -> &str {
 
 fn is_executable(p: &Path) -> bool {
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `struct stat` is plain old data (integers only), so all-zero is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a live NUL-terminated CString and `st` a live, writable `struct stat`.
     unsafe {
         libc::stat(c.as_ptr(), &mut st) == 0
             && st.st_mode & libc::S_IFMT == libc::S_IFREG
@@ -216,6 +224,7 @@ fn io_priority(p: &Process) -> Result<()> {
         IoprioClassIdle => 3,
     };
     let value = (class << 13) | (io.priority() as libc::c_long & 0x1fff);
+    // SAFETY: ioprio_set takes only integers.
     if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) } < 0 {
         return Err(last(
             "ioprio_set",
@@ -284,6 +293,9 @@ fn scheduler(p: &Process) -> Result<()> {
         period: s.period().unwrap_or(0),
         ..Default::default()
     };
+    // SAFETY: `attr` is a live `struct sched_attr` in the kernel's layout (repr(C),
+    // SCHED_ATTR_SIZE_VER1), and its `size` field, which bounds what the kernel reads, is its own
+    // size.
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
         return Err(last(
             "sched_setattr",
@@ -311,6 +323,7 @@ pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
         PerLinux => 0x0000,
         PerLinux32 => 0x0008,
     };
+    // SAFETY: personality takes only an integer.
     if unsafe { libc::personality(persona) } < 0 {
         return Err(last(
             "personality",
@@ -362,13 +375,16 @@ pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> 
     scheduler(p)?;
     rlimits(p)?;
     oom_score_adj(p)?;
+    // SAFETY: umask takes only an integer.
     unsafe { libc::umask(p.user().umask().unwrap_or(0o022)) };
     capabilities_and_user(p)?;
     // Still our image until execve, now with the container's identity: make
     // sure a process of the container cannot read or ptrace it (the kernel
     // resets dumpability on an identity change, to fs.suid_dumpable).
+    // SAFETY: PR_SET_DUMPABLE takes only integers.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if p.no_new_privileges() == Some(true)
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes only integers.
         && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0
     {
         return Err(last(
@@ -378,6 +394,7 @@ pub fn setup(p: &Process, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> 
     }
     let cwd = p.cwd();
     let cwd_c = CString::new(cwd.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `cwd_c` is a live NUL-terminated CString.
     if unsafe { libc::chdir(cwd_c.as_ptr()) } < 0 {
         return Err(last("chdir", format!("process.cwd {}", cwd.display())));
     }

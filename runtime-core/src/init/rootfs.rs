@@ -330,6 +330,7 @@ fn pivot(root: RawFd) -> Result<()> {
     // The old root, held so that we can step onto it after pivot_root: which
     // of the two stacked mounts "." means afterwards is not promised by the kernel,
     // and making the *new* root rslave would undo the mounts' own propagation.
+    // SAFETY: a NUL-terminated literal path and integer flags; the fd is checked and wrapped below.
     let old = unsafe {
         libc::open(
             c"/".as_ptr(),
@@ -339,11 +340,14 @@ fn pivot(root: RawFd) -> Result<()> {
     if old < 0 {
         return Err(crate::error::last("open", "/ (old root)"));
     }
+    // SAFETY: `old` was just returned by open (checked >= 0 above) and is owned by nobody else.
     let old = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(old) };
+    // SAFETY: fchdir takes only an fd, the rootfs fd the caller holds open.
     if unsafe { libc::fchdir(root) } < 0 {
         return Err(crate::error::last("fchdir", "rootfs"));
     }
     crate::sys::pivot_root(c".", c".").map_err(|e| Error::sys("pivot_root", "rootfs", e))?;
+    // SAFETY: fchdir takes only an fd: the old root that `old` owns.
     if unsafe { libc::fchdir(old.as_raw_fd()) } < 0 {
         return Err(crate::error::last("fchdir", "old root"));
     }
@@ -357,9 +361,11 @@ fn pivot(root: RawFd) -> Result<()> {
         None,
         &"old root (rslave)",
     )?;
+    // SAFETY: a NUL-terminated literal path and integer flags.
     if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } < 0 {
         return Err(crate::error::last("umount2", "old root"));
     }
+    // SAFETY: a NUL-terminated literal path.
     if unsafe { libc::chdir(c"/".as_ptr()) } < 0 {
         return Err(crate::error::last("chdir", "/"));
     }
@@ -368,14 +374,18 @@ fn pivot(root: RawFd) -> Result<()> {
 
 pub(super) fn is_procfs_fd(fd: RawFd) -> bool {
     const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
+    // SAFETY: `struct statfs` is plain old data (integers only), so all-zero is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live, writable `struct statfs`; the fd is only an integer to the kernel.
     unsafe { libc::fstatfs(fd, &mut st) == 0 && st.f_type as libc::c_long == PROC_SUPER_MAGIC }
 }
 
 fn is_procfs(p: &Path) -> bool {
     const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
     let c = cstr(p);
+    // SAFETY: `struct statfs` is plain old data (integers only), so all-zero is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a live NUL-terminated CString and `st` a live, writable `struct statfs`.
     unsafe {
         libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as libc::c_long == PROC_SUPER_MAGIC
     }

@@ -40,6 +40,7 @@ pub fn wait_for_maps(sync: &OwnedFd, new_user: bool) -> Result<i32> {
         // The helper failed (ID maps, a createRuntime hook) and reports why
         // itself: a report of ours would race with its own and could hide it.
         // The shim sees our exit through the pidfd it holds.
+        // SAFETY: _exit takes an integer and does not return.
         Ok(_) => unsafe { libc::_exit(1) },
         Err(e) => return Err(Error::nix("read", "init sync", e)),
     };

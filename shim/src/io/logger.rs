@@ -78,11 +78,12 @@ fn above_five(fd: OwnedFd) -> std::io::Result<OwnedFd> {
     if fd.as_raw_fd() > 5 {
         return Ok(fd);
     }
+    // SAFETY: F_DUPFD_CLOEXEC takes only integers, on the fd that `fd` owns.
     let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 6) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // Safety: fcntl just returned this new fd, owned by nobody else.
+    // SAFETY: fcntl just returned this new fd, owned by nobody else.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) })
 }
 
@@ -114,7 +115,7 @@ pub(super) async fn start_logger(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // Safety: only dup2 between fork and exec, which is async-signal-safe; the
+    // SAFETY: only dup2 between fork and exec, which is async-signal-safe; the
     // sources are above 5 and distinct, and dup2's copies are not close-on-exec.
     unsafe {
         c.pre_exec(move || {
@@ -141,7 +142,7 @@ pub(super) async fn start_logger(
     let pidfd = Pidfd::open(pid).map_err(|e| ctx(std::io::Error::other(e.to_string())))?;
     // Dropping a std Child neither waits nor kills; the pidfd reaps it.
     drop(child);
-    // Safety: the Pidfd owns its fd and is moved into the AsyncFd, so the fd
+    // SAFETY: the Pidfd owns its fd and is moved into the AsyncFd, so the fd
     // stays open and refers to the logger for the AsyncFd's whole life.
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
         .map_err(std::io::Error::from)?;

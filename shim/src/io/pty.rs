@@ -22,9 +22,11 @@ pub async fn terminal(
     stdout: &str,
 ) -> std::io::Result<Io> {
     let stdin = fifo_path(stdin)?;
+    // SAFETY: F_GETFL takes only integers, on the pty master fd that `master` owns.
     let flags = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: F_SETFL takes only integers, on the pty master fd that `master` owns.
     unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
-    // Safety: `master` is moved into the AsyncFd, which owns it from here on.
+    // SAFETY: `master` is moved into the AsyncFd, which owns it from here on.
     let afd =
         unsafe { AsyncFd::register_with_interest(master, Interest::READABLE | Interest::WRITABLE) }
             .map_err(std::io::Error::from)?;
@@ -55,6 +57,9 @@ pub async fn terminal(
 }
 
 fn pty_read(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes to `buf.as_mut_ptr()`, a live,
+    // exclusively borrowed slice of that length; the fd is owned by the AsyncFd borrowed for the
+    // call.
     let n = unsafe { libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         Err(std::io::Error::last_os_error())
@@ -64,6 +69,8 @@ fn pty_read(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn pty_write(fd: &AsyncFd<OwnedFd>, buf: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: the kernel reads at most `buf.len()` bytes from `buf.as_ptr()`, a live slice of that
+    // length; the fd is owned by the AsyncFd borrowed for the call.
     let n = unsafe { libc::write(fd.get_ref().as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
     if n < 0 {
         Err(std::io::Error::last_os_error())
