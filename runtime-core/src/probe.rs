@@ -139,6 +139,7 @@ fn user_namespace() -> std::result::Result<(OwnedFd, libc::pid_t, OwnedFd), Stri
     let mut hold = [0; 2];
     // SAFETY: pipe2 fills the two-element arrays with fresh fds.
     if unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) } != 0
+        // SAFETY: the same for the second array.
         || unsafe { libc::pipe2(hold.as_mut_ptr(), libc::O_CLOEXEC) } != 0
     {
         return Err(format!("pipe2: {}", errno()));

@@ -41,7 +41,8 @@ pub enum Forked {
 /// The caller must be single-threaded: the child continues with a copy of the
 /// parent's memory and runs arbitrary Rust code.
 pub unsafe fn clone3_fork(flags: u64) -> io::Result<Forked> {
-    clone3_fork_into(flags, None)
+    // SAFETY: our caller guarantees clone3_fork_into's contract (single-threaded).
+    unsafe { clone3_fork_into(flags, None) }
 }
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7): the child starts in this cgroup v2 directory.
@@ -170,6 +171,7 @@ pub(crate) fn cloexec_from_proc(first: u32) -> io::Result<()> {
         // SAFETY: F_GETFD/F_SETFD take an int and touch only this fd's flags;
         // an fd closed since the listing fails with EBADF, which is ignored.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        // SAFETY: as above, on the same integer fd.
         if flags >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EBADF) {
@@ -276,8 +278,8 @@ mod tests {
         // SAFETY: dup of stdin; the result is checked and closed below.
         let fd = unsafe { libc::dup(0) };
         assert!(fd >= 0);
-        // SAFETY: F_GETFD on the fd just made.
         assert_eq!(
+            // SAFETY: F_GETFD on the fd just made.
             unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
             0
         );

@@ -53,6 +53,8 @@ impl OomWatch {
                 // Drain every queued inotify event; the counter says what happened.
                 // SAFETY: as above.
                 while n > 0
+                    // SAFETY: `buf` is a live buffer of buf.len() bytes and the
+                    // inotify fd is owned by self for the whole call.
                     && unsafe {
                         libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
                     } > 0

@@ -59,6 +59,8 @@ fn mknod(root: RawFd, path: &Path, n: &Node) -> Result<()> {
     } else {
         libc::makedev(major as u32, minor as u32)
     };
+    // SAFETY: `parent` is an open directory fd and `name` a NUL-terminated
+    // CString, both alive for the call; mode and dev are integers.
     let r = unsafe {
         libc::mknodat(
             parent.as_raw_fd(),

@@ -184,6 +184,8 @@ fn helper(chan: &Channel) -> Result<()> {
                 Err(e) => e,
             };
             let _ = chan.send(&error_report(err.to_string()), None);
+            // SAFETY: _exit ends this forked child at once; nothing of the copied
+            // address space (atexit handlers, stdio buffers) may run twice.
             unsafe { libc::_exit(127) }
         }
     }
@@ -251,6 +253,7 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
     // (EINVAL) to "join" the user namespace we are already in.
     let with_user = all | libc::CLONE_NEWUSER;
     let shared_root = shared_mntns::init_root_if_shared(init.as_raw_fd())?;
+    // SAFETY: `init` owns the pidfd for the whole call; the flags are integers.
     if unsafe { libc::setns(init.as_raw_fd(), with_user) } < 0
         // SAFETY: the same pidfd, still owned by `init`, and integer flags.
         && unsafe { libc::setns(init.as_raw_fd(), all) } < 0
@@ -264,6 +267,8 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
     if let Some(root) = shared_root {
         shared_mntns::join_root(root)?;
     }
+    // SAFETY: the helper is single-threaded (a fresh exec of our binary that
+    // starts no thread), as clone3_fork requires.
     match unsafe { sys::clone3_fork(libc::CLONE_PARENT as u64) } {
         Err(e) => Err(Error::sys("clone3", "exec process", e)),
         Ok(Forked::Parent { pid, pidfd }) => {
@@ -279,12 +284,16 @@ fn exec_helper(chan: &Channel, cfg: &ExecConfig, init: std::os::fd::OwnedFd) -> 
                 Ok(exec) => match chan.recv::<ToInit>() {
                     Ok(Some((ToInit::Start, _))) => exec.exec(),
                     // SAFETY: _exit takes an integer and does not return.
+                    // SAFETY: _exit ends this forked child without running the
+                    // copied address space's exit handlers.
                     Ok(_) => unsafe { libc::_exit(1) },
                     Err(e) => e,
                 },
                 Err(e) => e,
             };
             let _ = chan.send(&error_report(err.to_string()), None);
+            // SAFETY: _exit ends this forked child at once; nothing of the copied
+            // address space (atexit handlers, stdio buffers) may run twice.
             unsafe { libc::_exit(127) }
         }
     }
