@@ -18,6 +18,9 @@ use containerd_shim_protos::shim::oci::Options as RuncOptions;
 
 pub const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
 pub const RUNTIME_OPTIONS: &str = "runtimeoptions.v1.Options";
+/// The legacy linux runtime's task options, which ctr 1.7 sends for
+/// `--uidmap` (IoUid/IoGid for the remapped root).
+pub const LINUX_CREATE_OPTIONS: &str = "containerd.linux.runc.CreateOptions";
 
 /// What the options say, in the runc shim's terms.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -83,9 +86,12 @@ impl Options {
                     .map_err(|_| "runtime options config_body is not UTF-8".to_string())?;
                 Options::from_toml(&text).map_err(|e| format!("runtime options: {e}"))
             }
+            LINUX_CREATE_OPTIONS => linux_create_options(&any.value)
+                .map_err(|e| format!("runtime options {LINUX_CREATE_OPTIONS}: {e}")),
             other => Err(format!(
                 "runtime options of type {other:?} are not understood: \
-                 {RUNC_OPTIONS} or {RUNTIME_OPTIONS} (the CRI runtime's options table) are"
+                 {RUNC_OPTIONS}, {LINUX_CREATE_OPTIONS} or {RUNTIME_OPTIONS} (the CRI \
+                 runtime's options table) are"
             )),
         }
     }
@@ -205,6 +211,33 @@ impl Options {
         );
         r
     }
+}
+
+/// `containerd.linux.runc.CreateOptions`, field by field (not among the
+/// generated types): no_pivot_root 1, no_new_keyring 8, shim_cgroup 9,
+/// io_uid 10, io_gid 11, criu_work_path 12, criu_image_path 13; the others
+/// are checkpoint/restore settings that apply to no create.
+fn linux_create_options(bytes: &[u8]) -> Result<Options, String> {
+    let mut input = CodedInputStream::from_bytes(bytes);
+    let mut o = Options::default();
+    let e = |e: containerd_shim_protos::protobuf::Error| e.to_string();
+    while let Some(tag) = input.read_raw_tag_or_eof().map_err(e)? {
+        match (tag >> 3, tag & 7) {
+            (1, 0) => o.no_pivot_root = input.read_bool().map_err(e)?,
+            (8, 0) => o.no_new_keyring = input.read_bool().map_err(e)?,
+            (9, 2) => o.shim_cgroup = input.read_string().map_err(e)?,
+            (10, 0) => o.io_uid = input.read_uint32().map_err(e)?,
+            (11, 0) => o.io_gid = input.read_uint32().map_err(e)?,
+            (12, 2) => o.criu_work_path = input.read_string().map_err(e)?,
+            (13, 2) => o.criu_image_path = input.read_string().map_err(e)?,
+            (_, wire) => {
+                let wire = containerd_shim_protos::protobuf::rt::WireType::new(wire)
+                    .ok_or_else(|| format!("bad wire type {wire}"))?;
+                input.skip_field(wire).map_err(e)?;
+            }
+        }
+    }
+    Ok(o)
 }
 
 /// `config_path` (2) and `config_body` (3) of a `runtimeoptions.v1.Options`
@@ -329,6 +362,26 @@ mod tests {
             assert!(r.contains(&format!("option {name} ")), "{name} in {r}");
         }
         assert!(Options::default().refusals().is_empty());
+    }
+
+    #[test]
+    fn linux_create_options_of_ctr_17() {
+        let mut v = Vec::new();
+        {
+            let mut out = CodedOutputStream::vec(&mut v);
+            out.write_bool(4, true).unwrap(); // terminal: checkpoint only
+            out.write_uint32(10, 100000).unwrap();
+            out.write_uint32(11, 100001).unwrap();
+            out.flush().unwrap();
+        }
+        let got = Options::from_any(&Any {
+            type_url: LINUX_CREATE_OPTIONS.into(),
+            value: v,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((got.io_uid, got.io_gid), (100000, 100001));
+        assert!(got.refusals().is_empty());
     }
 
     #[test]

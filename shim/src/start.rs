@@ -71,13 +71,16 @@ fn spawn_daemon(flags: &Flags, listener: &UnixListener, address: &str) -> Result
     Ok(cmd.spawn()?)
 }
 
-/// containerd 2.x understands a JSON reply naming the task API version;
-/// containerd 1.x only a plain address.
-fn reply(address: &str, v3: bool) -> String {
-    if v3 {
-        format!(r#"{{"version":3,"address":"{address}","protocol":"ttrpc"}}"#)
-    } else {
-        address.to_string()
+/// containerd 1.7 and 2.x (which set MAX_SHIM_VERSION=2) read a JSON reply
+/// naming the task API version; containerd 1.6 only a plain address. 1.7
+/// refuses version 3 ("unsupported shim version (3)") and 2.x still speaks
+/// version 2, and the same handlers serve `containerd.task.v2.Task`: so the
+/// reply names version 2 for both (3 only for a containerd that says 3).
+fn reply(address: &str, max_version: u32) -> String {
+    match max_version {
+        0 | 1 => address.to_string(),
+        2 => format!(r#"{{"version":2,"address":"{address}","protocol":"ttrpc"}}"#),
+        _ => format!(r#"{{"version":3,"address":"{address}","protocol":"ttrpc"}}"#),
     }
 }
 
@@ -125,7 +128,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         let _ = std::fs::write("shim.pid", daemon.id().to_string());
     }
     std::fs::write("address", &addr).map_err(|e| format!("write address file: {e}"))?;
-    let v3 = crate::protocol::containerd_speaks_v3();
-    std::io::stdout().write_all(reply(&addr, v3).as_bytes())?;
+    let max = crate::protocol::max_shim_version_env();
+    std::io::stdout().write_all(reply(&addr, max).as_bytes())?;
     Ok(())
 }
