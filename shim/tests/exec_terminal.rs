@@ -16,8 +16,8 @@ use containerd_shim_protos::shim::shim::ExecProcessRequest;
 
 fn mkfifo(p: &Path) {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     assert_eq!(
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
         0,
         "mkfifo {p:?}"
