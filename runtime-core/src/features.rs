@@ -26,7 +26,8 @@ pub const OCI_VERSION_MAX: &str = "1.2.0";
 
 /// Mount options applied by `mountopts::parse_options` (flags and
 /// propagation); anything else is passed to the filesystem as data.
-/// Extend this list where `mountopts.rs` learns an option (`rro`, `idmap`...).
+/// Extend this list where `mountopts.rs` learns an option. The `r*` options
+/// are the recursive attributes set with `mount_setattr(AT_RECURSIVE)`.
 pub const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -45,12 +46,30 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "nostrictatime",
     "nosuid",
     "private",
+    "ratime",
     "rbind",
+    "rdev",
+    "rdiratime",
     "relatime",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
     "ro",
     "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
     "rshared",
     "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
     "runbindable",
     "rw",
     "shared",
@@ -88,21 +107,22 @@ fn capabilities() -> Vec<String> {
     v
 }
 
-/// cgroup drivers compiled in: cgroupfs on v1 and v2; the systemd driver is not.
+/// cgroup drivers compiled in: cgroupfs on v1 and v2, and the systemd driver
+/// (`slice:prefix:name`, on cgroup v2 hosts; not the user instance).
 fn cgroup() -> Cgroup {
     let mut c = Cgroup::default();
     c.set_v1(Some(true));
     c.set_v2(Some(true));
-    c.set_systemd(Some(false));
+    c.set_systemd(Some(true));
     c.set_systemd_user(Some(false));
     c.set_rdma(Some(true));
     c
 }
 
-/// ID-mapped mounts (`mounts[].uidMappings`) are refused by name today.
+/// ID-mapped bind mounts (`mounts[].uidMappings/gidMappings`, init/mountattr.rs).
 fn mount_extensions() -> MountExtensions {
     let mut idmap = IDMap::default();
-    idmap.set_enabled(Some(false));
+    idmap.set_enabled(Some(true));
     let mut m = MountExtensions::default();
     m.set_idmap(Some(idmap));
     m
@@ -303,8 +323,8 @@ mod tests {
             ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
         );
         assert_eq!(linux["cgroup"]["v1"], true);
-        assert_eq!(linux["cgroup"]["systemd"], false);
-        assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(linux["cgroup"]["systemd"], true);
+        assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], true);
         assert_eq!(linux["apparmor"]["enabled"], false);
         assert!(linux["capabilities"]
             .as_array()

@@ -54,17 +54,24 @@ pub(super) fn create_blocking(
     opts: &crate::options::Options,
     stdio: runtime_core::Stdio,
 ) -> runtime_core::Result<Created> {
-    // The systemd cgroup driver (issue 9) takes `opts.systemd_cgroup` into
-    // runtime_core::CreateOpts here; until it does, the option is refused.
-    if opts.systemd_cgroup {
-        return Err(runtime_core::Error::unsupported(
-            "runtime option SystemdCgroup",
-            "the systemd cgroup driver is not implemented yet; set SystemdCgroup = false \
-             (and the kubelet's cgroupDriver: cgroupfs)",
-        ));
-    }
     let bundle = PathBuf::from(&req.bundle);
     let spec = runtime_core::spec::load(&bundle)?;
+    // The cgroupsPath's form picks the driver (containerd's CRI writes
+    // `slice:prefix:name` when the option is set); with the option, as with the
+    // runc shim, any other form is a configuration mismatch.
+    if opts.systemd_cgroup {
+        let path = runtime_core::spec::cgroups_path_raw(&spec);
+        if !path.as_deref().is_some_and(|p| p.split(':').count() == 3) {
+            return Err(runtime_core::Error::unsupported(
+                "runtime option SystemdCgroup",
+                format!(
+                    "SystemdCgroup = true needs linux.cgroupsPath in the systemd form \
+                     slice:prefix:name, got {path:?}: give the container a systemd slice \
+                     (kubelet cgroupDriver: systemd) or set SystemdCgroup = false"
+                ),
+            ));
+        }
+    }
     let kill_all_on_exit = shares_pid_namespace(&spec);
     let wd = workdir::create(&bundle, &spec)
         .map_err(|e| runtime_core::Error::sys("mkdir", workdir::path(&bundle).display(), e))?;
