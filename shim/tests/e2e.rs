@@ -1027,9 +1027,20 @@ fn seccomp_profile_without_close_range() {
     let profile = profile.to_str().unwrap();
     let id = "seccomp58";
     let opts = ["--seccomp", "--seccomp-profile", profile];
-    run_detached(id, &opts, &["sh", "-c", "grep Seccomp: /proc/self/status; sleep 1000"]);
+    run_detached(
+        id,
+        &opts,
+        &["sh", "-c", "grep Seccomp: /proc/self/status; sleep 1000"],
+    );
     let o = run(&[
-        "task", "exec", "--exec-id", "x", id, "sh", "-c", "grep Seccomp: /proc/self/status",
+        "task",
+        "exec",
+        "--exec-id",
+        "x",
+        id,
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status",
     ]);
     let out = text(&o.stdout);
     kill_and_remove(id);
