@@ -276,15 +276,16 @@ fn other_platforms_and_unsupported_linux_fields_refused() {
         |v| v["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}}),
         &["linux.netDevices"],
     );
+    // ID-mapped mounts are applied now (tests/conformance.rs); a non-bind one is refused.
     refused(
         "idmapmount",
         |v| {
             v["mounts"].as_array_mut().unwrap().push(json!({
-                "destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind"],
+                "destination": "/mnt", "type": "tmpfs", "source": "tmpfs",
                 "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
                 "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}))
         },
-        &["mounts[/mnt].uidMappings"],
+        &["mounts[/mnt].uidMappings", "bind mounts only"],
     );
 }
 
@@ -321,12 +322,7 @@ fn memory_fields_v1() {
     ] {
         assert!(out.contains(&want), "{want} missing:\n{out}");
     }
-    // Linux 6.x keeps memory.kmem.limit_in_bytes but ignores it: refused, not ignored.
-    refused(
-        "kmem",
-        |v| v["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "kernel": 32 << 20}),
-        &["linux.resources.memory.kernel", "kernel memory"],
-    );
+    // memory.kernel is deprecated and accepted with a warning: tests/conformance.rs.
     refused(
         "swappiness",
         |v| v["linux"]["resources"]["memory"] = json!({"swappiness": 101}),
