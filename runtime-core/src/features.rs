@@ -26,8 +26,8 @@ pub const OCI_VERSION_MAX: &str = "1.2.0";
 
 /// Mount options applied by `mountopts::parse_options` (flags and
 /// propagation); anything else is passed to the filesystem as data.
-/// Extend this list where `mountopts.rs` learns an option. The `r*` options
-/// are the recursive attributes set with `mount_setattr(AT_RECURSIVE)`.
+/// Extend this list where `mountopts.rs` learns an option; the `r*` recursive
+/// attributes (`mount_setattr(AT_RECURSIVE)`) come from `mountopts::RECURSIVE_OPTIONS`.
 pub const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -46,30 +46,12 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "nostrictatime",
     "nosuid",
     "private",
-    "ratime",
     "rbind",
-    "rdev",
-    "rdiratime",
     "relatime",
-    "rexec",
-    "rnoatime",
-    "rnodev",
-    "rnodiratime",
-    "rnoexec",
-    "rnorelatime",
-    "rnostrictatime",
-    "rnosuid",
-    "rnosymfollow",
     "ro",
     "rprivate",
-    "rrelatime",
-    "rro",
-    "rrw",
     "rshared",
     "rslave",
-    "rstrictatime",
-    "rsuid",
-    "rsymfollow",
     "runbindable",
     "rw",
     "shared",
@@ -274,7 +256,13 @@ pub fn features() -> Features {
     f.set_oci_version_min(OCI_VERSION_MIN.into());
     f.set_oci_version_max(OCI_VERSION_MAX.into());
     f.set_hooks(Some(HOOKS.iter().map(|s| s.to_string()).collect()));
-    f.set_mount_options(Some(MOUNT_OPTIONS.iter().map(|s| s.to_string()).collect()));
+    f.set_mount_options(Some(
+        MOUNT_OPTIONS
+            .iter()
+            .chain(crate::mountopts::RECURSIVE_OPTIONS)
+            .map(|s| s.to_string())
+            .collect(),
+    ));
     f.set_linux(Some(linux));
     f.set_annotations(Some(annotations));
     f.set_potentially_unsafe_config_annotations(Some(
@@ -298,7 +286,10 @@ mod tests {
     /// A listed option must be one parse_options applies, not filesystem data.
     #[test]
     fn every_listed_mount_option_is_applied() {
-        for o in MOUNT_OPTIONS {
+        for o in MOUNT_OPTIONS
+            .iter()
+            .chain(crate::mountopts::RECURSIVE_OPTIONS)
+        {
             let parsed = crate::mountopts::parse_options(&[o.to_string()]);
             assert!(
                 parsed.data.is_empty(),

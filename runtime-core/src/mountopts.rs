@@ -67,7 +67,6 @@ fn rec_atime(opt: &str) -> Option<u64> {
 
 /// Every recursive option name [`parse_options`] understands: for the
 /// features document's `mountOptions` (written in features.rs).
-#[allow(dead_code)]
 pub const RECURSIVE_OPTIONS: &[&str] = &[
     "rro",
     "rrw",
