@@ -61,7 +61,7 @@ pub(super) fn create_blocking(
     // runc shim, any other form is a configuration mismatch.
     if opts.systemd_cgroup {
         let path = runtime_core::spec::cgroups_path_raw(&spec);
-        if !path.as_deref().is_some_and(|p| p.split(':').count() == 3) {
+        if path.as_deref().is_none_or(|p| p.split(':').count() != 3) {
             return Err(runtime_core::Error::unsupported(
                 "runtime option SystemdCgroup",
                 format!(
