@@ -75,9 +75,11 @@ const DENY_ALL: Rule = Rule {
 
 /// The devices every container may use whatever its rules (runc's allow
 /// list): `mknod` of any node (opening it is what the rules decide), the
-/// default nodes (null, zero, full, random, urandom, tty), /dev/console,
-/// /dev/ptmx and the pty slaves (136:*), and /dev/net/tun: runc dropped it in
-/// 1.2.0 and put it back in 1.2.4 because workloads rely on it (runc#4555).
+/// default nodes (null, zero, full, random, urandom, tty), /dev/ptmx and the
+/// pty slaves (136:*), and /dev/net/tun: runc dropped it in 1.2.0 and put it
+/// back in 1.2.4 because workloads rely on it (runc#4555). Not 5:1, as in
+/// runc: a container's /dev/console is a bind of its pty (136:*), and allowing
+/// 5:1 would let one with CAP_MKNOD write to the host's console.
 pub const ALWAYS_ALLOWED: &[Rule] = &[
     Rule::allow(Kind::Char, None, None, MKNOD),
     Rule::allow(Kind::Block, None, None, MKNOD),
@@ -87,7 +89,6 @@ pub const ALWAYS_ALLOWED: &[Rule] = &[
     Rule::allow(Kind::Char, Some(5), Some(0), RWM),
     Rule::allow(Kind::Char, Some(1), Some(5), RWM),
     Rule::allow(Kind::Char, Some(1), Some(9), RWM),
-    Rule::allow(Kind::Char, Some(5), Some(1), RWM),
     Rule::allow(Kind::Char, Some(136), None, RWM),
     Rule::allow(Kind::Char, Some(5), Some(2), RWM),
     Rule::allow(Kind::Char, Some(10), Some(200), RWM),

@@ -276,12 +276,13 @@ mod tests {
                 (1, 8),
                 (1, 9),
                 (5, 0),
-                (5, 1),
                 (5, 2),
                 (136, 3),
             ] {
                 assert!(allowed(&p, Kind::Char, maj, min, "rw"), "{maj}:{min}");
             }
+            // The host's console, as runc: not in the baseline.
+            assert!(!allowed(&p, Kind::Char, 5, 1, "w"));
             assert!(allowed(&p, Kind::Block, 8, 0, "m"));
             assert!(!allowed(&p, Kind::Block, 8, 0, "r"));
             assert!(!allowed(&p, Kind::Block, 8, 0, "mr"));

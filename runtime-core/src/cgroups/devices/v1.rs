@@ -71,6 +71,7 @@ mod tests {
         assert_eq!(all[3], (false, vec!["c 4:1 rwm".to_string()]));
         assert_eq!(all[4], (true, vec!["c *:* m".to_string()]));
         assert!(all.iter().any(|(_, l)| l == &["c 136:* rwm".to_string()]));
-        assert!(all.iter().any(|(_, l)| l == &["c 5:1 rwm".to_string()]));
+        assert!(all.iter().any(|(_, l)| l == &["c 5:2 rwm".to_string()]));
+        assert!(!all.iter().any(|(_, l)| l == &["c 5:1 rwm".to_string()]));
     }
 }
