@@ -165,7 +165,7 @@ fn cgroup_v2_metrics_move_and_limits_read_max() {
         return;
     }
     let id = "v2metrics";
-    let script = "head -c 5000000 /dev/zero > /dev/shm/blob; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000";
+    let script = "head -c 5000000 /dev/zero > /dev/shm/blob; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000 & wait";
     run_detached(id, &["--memory-limit", "67108864"], &["sh", "-c", script]);
     let mut table = String::new();
     // Generous: the guest runs under TCG emulation, each ctr call takes seconds.
@@ -174,6 +174,7 @@ fn cgroup_v2_metrics_move_and_limits_read_max() {
         table = text(&run(&["task", "metrics", id]).stdout);
         if metric(&table, "memory.usage").unwrap_or(0) > 5_000_000
             && metric(&table, "cpu.usage_usec").unwrap_or(0) > 1000
+            && metric(&table, "pids.current").unwrap_or(0) >= 2
         {
             break;
         }

@@ -102,7 +102,7 @@ fn containerd_introspection_shows_our_features() {
     );
     assert_eq!(
         features["linux"]["mountExtensions"]["idmap"]["enabled"],
-        false
+        true
     );
 }
 

@@ -28,6 +28,32 @@ fn skip_without_systemd(test: &str) -> bool {
     true
 }
 
+/// UpdateTask with `resources` (LinuxResources JSON); the error's text.
+fn update(id: &str, resources: &str) -> Result<(), String> {
+    use containerd_shim_protos::api::UpdateTaskRequest;
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::protobuf::MessageField;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = task_client(id).await;
+        let req = UpdateTaskRequest {
+            id: id.to_string(),
+            resources: MessageField::some(Any {
+                type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: resources.as_bytes().to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        client.update(deadline(), &req).await
+    })
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
 fn systemctl(args: &[&str]) -> String {
     let o = Command::new("systemctl")
         .args(args)
@@ -117,32 +143,26 @@ fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
     let status = systemctl(&["status", "--no-pager", &unit]);
     assert!(status.contains("sleep 999"), "{status}");
 
-    // Update: the unit's properties and the files.
-    let o = run(&["task", "update", "--memory-limit", "33554432", id]);
-    assert!(o.status.success(), "update: {}", text(&o.stderr));
+    // Update (through the Task API, the path of CRI's UpdateContainerResources:
+    // ctr 1.6 has no `task update`): the unit's properties and the files.
+    update(id, r#"{"memory":{"limit":33554432}}"#).expect("update memory");
     assert_eq!(show(&unit, "MemoryMax"), "33554432");
     assert_eq!(read(&dir, "memory.max"), "33554432");
-    let res = std::env::temp_dir().join(format!("{id}-pids.json"));
-    std::fs::write(&res, r#"{"pids":{"limit":20}}"#).unwrap();
-    let o = run(&["task", "update", "--resources", res.to_str().unwrap(), id]);
-    assert!(o.status.success(), "update pids: {}", text(&o.stderr));
+    update(id, r#"{"pids":{"limit":20}}"#).expect("update pids");
     assert_eq!(show(&unit, "TasksMax"), "20");
     assert_eq!(read(&dir, "pids.max"), "20");
 
     // A value systemd refuses: one error naming the unit and systemd's reason,
     // and the limits stay as they were.
     let weight = show(&unit, "CPUWeight");
-    std::fs::write(&res, r#"{"unified":{"cpu.weight":"0"}}"#).unwrap();
-    let o = run(&["task", "update", "--resources", res.to_str().unwrap(), id]);
-    let err = text(&o.stderr);
-    assert!(!o.status.success(), "cpu.weight 0 was accepted");
+    let err =
+        update(id, r#"{"unified":{"cpu.weight":"0"}}"#).expect_err("cpu.weight 0 was accepted");
     assert!(
         err.contains(&unit) && err.contains("CPUWeight"),
         "the error names neither the unit nor systemd's reason: {err}"
     );
     assert_eq!(show(&unit, "CPUWeight"), weight);
     assert_eq!(read(&dir, "memory.max"), "33554432");
-    let _ = std::fs::remove_file(&res);
 
     remove(id);
     assert_unit_gone(&unit, &dir);
