@@ -132,10 +132,10 @@ fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
     // A value systemd refuses: one error naming the unit and systemd's reason,
     // and the limits stay as they were.
     let weight = show(&unit, "CPUWeight");
-    std::fs::write(&res, r#"{"unified":{"cpu.weight":"0"}}"#).unwrap();
+    std::fs::write(&res, r#"{"unified":{"cpu.weight":"20000"}}"#).unwrap();
     let o = run(&["task", "update", "--resources", res.to_str().unwrap(), id]);
     let err = text(&o.stderr);
-    assert!(!o.status.success(), "cpu.weight 0 was accepted");
+    assert!(!o.status.success(), "cpu.weight 20000 was accepted");
     assert!(
         err.contains(&unit) && err.contains("CPUWeight"),
         "the error names neither the unit nor systemd's reason: {err}"
