@@ -155,8 +155,9 @@ fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
     // A value systemd refuses: one error naming the unit and systemd's reason,
     // and the limits stay as they were.
     let weight = show(&unit, "CPUWeight");
-    let err =
-        update(id, r#"{"unified":{"cpu.weight":"0"}}"#).expect_err("cpu.weight 0 was accepted");
+    // systemd 252 refuses CPUWeight 20000 (its range is 1..=10000; 0 means "idle").
+    let err = update(id, r#"{"unified":{"cpu.weight":"20000"}}"#)
+        .expect_err("cpu.weight 20000 was accepted");
     assert!(
         err.contains(&unit) && err.contains("CPUWeight"),
         "the error names neither the unit nor systemd's reason: {err}"
