@@ -207,35 +207,15 @@ fn cgroup_v2_metrics_move_and_limits_read_max() {
 /// takes) writes the v2 files, device rules included.
 #[test]
 fn cgroup_v2_update_reaches_the_cgroup() {
-    use containerd_shim_protos::api::UpdateTaskRequest;
-    use containerd_shim_protos::protobuf::well_known_types::any::Any;
-    use containerd_shim_protos::protobuf::MessageField;
-
     if skip_unless_v2_only("cgroup_v2_update_reaches_the_cgroup") {
         return;
     }
     let id = "v2update";
     run_detached(id, &[], &["sleep", "1000"]);
-    let resources = br#"{"memory":{"limit":104857600,"swap":209715200},"pids":{"limit":50},
+    let resources = r#"{"memory":{"limit":104857600,"swap":209715200},"pids":{"limit":50},
         "cpu":{"shares":512,"quota":20000,"period":100000},
         "devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"b","major":7,"minor":0,"access":"r"}]}"#;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let r = rt.block_on(async {
-        let client = task_client(id).await;
-        let req = UpdateTaskRequest {
-            id: id.to_string(),
-            resources: MessageField::some(Any {
-                type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
-                value: resources.to_vec(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        client.update(deadline(), &req).await
-    });
+    let r = update_task(id, resources);
     let dir = Path::new("/sys/fs/cgroup").join(ns()).join(id);
     let cg = |f: &str| {
         std::fs::read_to_string(dir.join(f))

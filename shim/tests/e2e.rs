@@ -695,48 +695,14 @@ fn metrics_are_the_hosts_type_with_plausible_numbers() {
 #[test]
 fn update_reaches_the_cgroup() {
     // ctr has no `task update`: call the shim's Task API (the one containerd uses) directly.
-    use containerd_shim_protos::api::UpdateTaskRequest;
-    use containerd_shim_protos::protobuf::well_known_types::any::Any;
-    use containerd_shim_protos::protobuf::MessageField;
-    use containerd_shim_protos::shim_async::TaskClient;
-
     if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         println!("SKIP update_reaches_the_cgroup: v1 files; on this v2-only host cgroups::cgroup_v2_update_reaches_the_cgroup checks the v2 ones");
         return;
     }
     let id = "update";
     detached_counter(id);
-    let bundle = env()
-        .state
-        .join("io.containerd.runtime.v2.task")
-        .join(ns())
-        .join(id);
-    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
-    let resources = br#"{"memory":{"limit":104857600},"pids":{"limit":50},"cpu":{"shares":512}}"#;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = TaskClient::new(
-            ttrpc::r#async::Client::connect(address.trim())
-                .await
-                .unwrap(),
-        );
-        let req = UpdateTaskRequest {
-            id: id.to_string(),
-            resources: MessageField::some(Any {
-                type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
-                value: resources.to_vec(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        client
-            .update(ttrpc::context::with_timeout(10_000_000_000), &req)
-            .await
-            .unwrap();
-    });
+    let resources = r#"{"memory":{"limit":104857600},"pids":{"limit":50},"cpu":{"shares":512}}"#;
+    update_task(id, resources).unwrap();
     let cg = |ctl: &str, file: &str| {
         std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/{}/{id}/{file}", ns()))
             .unwrap()

@@ -28,32 +28,6 @@ fn skip_without_systemd(test: &str) -> bool {
     true
 }
 
-/// UpdateTask with `resources` (LinuxResources JSON); the error's text.
-fn update(id: &str, resources: &str) -> Result<(), String> {
-    use containerd_shim_protos::api::UpdateTaskRequest;
-    use containerd_shim_protos::protobuf::well_known_types::any::Any;
-    use containerd_shim_protos::protobuf::MessageField;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = task_client(id).await;
-        let req = UpdateTaskRequest {
-            id: id.to_string(),
-            resources: MessageField::some(Any {
-                type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
-                value: resources.as_bytes().to_vec(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        client.update(deadline(), &req).await
-    })
-    .map(drop)
-    .map_err(|e| e.to_string())
-}
-
 fn systemctl(args: &[&str]) -> String {
     let o = Command::new("systemctl")
         .args(args)
@@ -145,10 +119,10 @@ fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
 
     // Update (through the Task API, the path of CRI's UpdateContainerResources:
     // ctr 1.6 has no `task update`): the unit's properties and the files.
-    update(id, r#"{"memory":{"limit":33554432}}"#).expect("update memory");
+    update_task(id, r#"{"memory":{"limit":33554432}}"#).expect("update memory");
     assert_eq!(show(&unit, "MemoryMax"), "33554432");
     assert_eq!(read(&dir, "memory.max"), "33554432");
-    update(id, r#"{"pids":{"limit":20}}"#).expect("update pids");
+    update_task(id, r#"{"pids":{"limit":20}}"#).expect("update pids");
     assert_eq!(show(&unit, "TasksMax"), "20");
     assert_eq!(read(&dir, "pids.max"), "20");
 
@@ -156,7 +130,7 @@ fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
     // and the limits stay as they were.
     let weight = show(&unit, "CPUWeight");
     // systemd 252 refuses CPUWeight 20000 (its range is 1..=10000; 0 means "idle").
-    let err = update(id, r#"{"unified":{"cpu.weight":"20000"}}"#)
+    let err = update_task(id, r#"{"unified":{"cpu.weight":"20000"}}"#)
         .expect_err("cpu.weight 20000 was accepted");
     assert!(
         err.contains(&unit) && err.contains("CPUWeight"),

@@ -182,6 +182,33 @@ pub async fn task_client(id: &str) -> containerd_shim_protos::shim_async::TaskCl
     )
 }
 
+/// UpdateTask of `id` with `resources` (LinuxResources JSON), as containerd
+/// sends it for `ctr task update` and CRI's UpdateContainerResources; the
+/// error's text.
+pub fn update_task(id: &str, resources: &str) -> Result<(), String> {
+    use containerd_shim_protos::api::UpdateTaskRequest;
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::protobuf::MessageField;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let req = UpdateTaskRequest {
+            id: id.to_string(),
+            resources: MessageField::some(Any {
+                type_url: "opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: resources.as_bytes().to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        task_client(id).await.update(deadline(), &req).await
+    })
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
 /// A generous per-call deadline: a call that exceeds it means a hung shim.
 pub fn deadline() -> ttrpc::context::Context {
     ttrpc::context::with_timeout(60_000_000_000)
