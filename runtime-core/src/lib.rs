@@ -57,6 +57,7 @@ mod mountopts;
 pub mod pidfd;
 pub mod probe;
 pub mod rfc3339;
+pub mod rootfs_idmap;
 pub mod rootfs_mount;
 pub mod sealed;
 pub mod spec;

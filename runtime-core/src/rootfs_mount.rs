@@ -30,7 +30,14 @@ pub fn mount_all(mounts: &[RootfsMount], target: &Path) -> Result<()> {
 }
 
 fn mount_one(m: &RootfsMount, target: &Path) -> Result<()> {
-    let opts = parse_options(&m.options);
+    // A user-namespaced pod's overlay (uidmap=/gidmap=): ID-mapped lowerdirs, detached
+    // again when `_lowers` drops after the mount (the overlay keeps its own references).
+    let idmapped = crate::rootfs_idmap::prepare(&m.typ, &m.options, target)?;
+    let (options, _lowers) = match idmapped {
+        Some((o, l)) => (o, Some(l)),
+        None => (m.options.clone(), None),
+    };
+    let opts = parse_options(&options);
     let data = opts.data.join(",");
     // mount(2) takes at most one page of options; overlays with many layers need more.
     if data.len() >= 4096 {

@@ -84,11 +84,16 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
 }
 
 /// A user namespace with exactly these mappings, as an fd.
-fn userns_fd(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping], what: &str) -> Result<OwnedFd> {
+pub(crate) fn userns_fd(
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+    what: &str,
+) -> Result<OwnedFd> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::nix("pipe2", what, e))?;
-    // SAFETY: the helper is single-threaded; the child only blocks in read
-    // and _exits (no allocation, no lock).
+    // SAFETY: the child only closes an fd, blocks in read and _exits (no allocation, no
+    // lock), which is sound after a fork of the single-threaded helper and of the
+    // multi-threaded shim (rootfs_idmap) alike.
     match unsafe { sys::clone3_fork(libc::CLONE_NEWUSER as u64) } {
         Err(e) => Err(Error::sys("clone3(CLONE_NEWUSER)", what, e)),
         Ok(Forked::Child) => {
@@ -119,6 +124,26 @@ fn userns_fd(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping], what: &str) -> Resu
             res
         }
     }
+}
+
+/// `src` (not recursive) as a detached tree ID-mapped through the user namespace `ns`:
+/// for containerd's overlay lowerdirs of a user-namespaced pod (`uidmap=`/`gidmap=`).
+pub(crate) fn idmapped_tree(src: &Path, ns: &OwnedFd, what: &str) -> Result<OwnedFd> {
+    let tree = open_tree_clone(src, false, what)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: ns.as_raw_fd() as u64,
+    };
+    mount_setattr(tree.as_raw_fd(), 0, &attr).map_err(|e| {
+        Error::Init(format!(
+            "{what}: mount_setattr(MOUNT_ATTR_IDMAP) of {}: {e}{}",
+            src.display(),
+            hint(&e)
+        ))
+    })?;
+    Ok(tree)
 }
 
 /// The detached ID-mapped trees, one slot per `mounts[]` entry.
