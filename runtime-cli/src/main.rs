@@ -213,6 +213,17 @@ fn start(g: &Global, cmd: &Cmd) -> Res {
     if n != 1 {
         return Err("the container init exited before it was started".into());
     }
+    // The user process runs from here on and may be gone (exited and reaped by our
+    // caller, a subreaper) before we look: attach (pidfd_open) only for poststart hooks.
+    let spec = runtime_core::spec::load(&s.bundle).map_err(|e| e.to_string())?;
+    let has_poststart = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststart().as_ref())
+        .is_some_and(|p| !p.is_empty());
+    if !has_poststart {
+        return Ok(());
+    }
     let c = Container::attach(id, &s.bundle, s.pid).map_err(|e| e.to_string())?;
     if let Err(e) = c.run_hooks("poststart", "running") {
         eprintln!("rshim-runc: warning: {e}");
