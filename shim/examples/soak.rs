@@ -102,6 +102,25 @@ fn print_growth(what: &str, first: [u64; 5], last: [u64; 5]) {
     );
 }
 
+/// Every 100: a sample line (a soak cut short still says something); the 100th is kept.
+fn progress(what: &str, i: usize, pid: u32, first: &mut [u64; 5]) {
+    if (i + 1).is_multiple_of(100) {
+        let s = sample(pid);
+        if i + 1 == 100 {
+            *first = s;
+        }
+        println!(
+            "  {what} {}: fds {} threads {} RSS {} kB PSS {} kB anon {} kB",
+            i + 1,
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            s[4]
+        );
+    }
+}
+
 async fn call<Req: Message, Resp: Message>(c: &Client, method: &str, req: &Req) -> Resp {
     let resp = c
         .request(containerd_shim_protos::ttrpc::Request {
@@ -168,6 +187,8 @@ fn main() {
         .nth(1)
         .map(|v| v.parse().expect("COUNT: a number of containers"))
         .unwrap_or(1000);
+    // `execs` skips the containers (the exec half alone).
+    let containers = std::env::args().nth(2).as_deref() != Some("execs");
     assert!(
         count > 100,
         "COUNT must be above 100 (the first sample is taken at 100)"
@@ -220,7 +241,7 @@ fn main() {
         );
         let t = Instant::now();
         let mut first = [0; 5];
-        for i in 0..count {
+        for i in (0..count).filter(|_| containers) {
             let id = format!("c{i}");
             let (dir, log) = bundle(&id, &["/bin/true"]);
             create(&c, &id, &dir).await;
@@ -256,9 +277,7 @@ fn main() {
             };
             let _: containerd_shim_protos::api::Empty = call(&c, "Exec", &req).await;
             run_to_end(&c, "pod", &exec_id).await;
-            if i + 1 == 100 {
-                first = sample(pid);
-            }
+            progress("execs", i, pid, &mut first);
         }
         print_growth(
             &format!("{count} execs ({:.1} s)", t.elapsed().as_secs_f64()),
