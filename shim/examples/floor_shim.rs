@@ -29,6 +29,8 @@ const V3: &str = "containerd.task.v3.Task";
 
 struct Floor {
     started: watch::Sender<bool>,
+    /// The listening socket, removed at Shutdown.
+    path: String,
 }
 
 type R<T> = containerd_shim_protos::ttrpc::Result<T>;
@@ -87,6 +89,7 @@ impl Task for Floor {
         })
     }
     async fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> R<Empty> {
+        let _ = std::fs::remove_file(&self.path);
         tokio::spawn(async {
             // Let the reply go out first.
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -144,7 +147,10 @@ fn serve(path: &str) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     rt.block_on(async {
         let (started, _) = watch::channel(false);
-        let task = Arc::new(Floor { started });
+        let task = Arc::new(Floor {
+            started,
+            path: path.to_string(),
+        });
         let v3 = create_task(task.clone());
         let mut v2 = create_task(task);
         let handlers = v2.remove(V3).expect("generated service");
