@@ -32,6 +32,10 @@ struct Row {
     handler: String,
     pods: usize,
     ready_s: f64,
+    /// Time until n sandboxes alone are Ready: the CRI plugin + CNI + shim start floor.
+    sandbox_s: f64,
+    /// 1-minute load average when the round ended (the machine is shared).
+    load: f64,
     pss_kib: f64,
     private_kib: f64,
     anon_kib: f64,
@@ -111,7 +115,34 @@ fn in_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     out.into_iter().map(|(_, t)| t).collect()
 }
 
+/// The 1-minute load average.
+fn load1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// Time until n pod sandboxes alone (no container) are Ready, then removes them.
+fn sandboxes_only(c: &Cri, handler: &str, n: usize) -> f64 {
+    let t = Instant::now();
+    let pods: Vec<(String, cri::PodSandboxConfig)> = in_parallel(n, |_| {
+        let cfg = pod_config("floor");
+        let id = c
+            .run_pod(&cfg, handler)
+            .unwrap_or_else(|e| panic!("RunPodSandbox ({handler}): {e}"));
+        (id, cfg)
+    });
+    let s = t.elapsed().as_secs_f64();
+    in_parallel(pods.len(), |i| c.destroy_pod(&pods[i].0));
+    for (_, cfg) in &pods {
+        host::remove_cgroup_parent(&cfg.linux.as_ref().unwrap().cgroup_parent);
+    }
+    s
+}
+
 fn round(c: &Cri, handler: &str, n: usize, idle: Option<Duration>) -> Row {
+    let sandbox_s = sandboxes_only(c, handler, n);
     let t = Instant::now();
     let pods: Vec<(String, cri::PodSandboxConfig)> = in_parallel(n, |_| {
         let cfg = pod_config("node");
@@ -164,6 +195,8 @@ fn round(c: &Cri, handler: &str, n: usize, idle: Option<Duration>) -> Row {
         handler: handler.to_string(),
         pods: n,
         ready_s,
+        sandbox_s,
+        load: load1(),
         pss_kib: pss as f64 / div,
         private_kib: private as f64 / div,
         anon_kib: anon as f64 / div,
@@ -178,37 +211,43 @@ fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "containerd {}: {PARALLEL} pods in flight, pause + 1 busybox container per pod",
+        "containerd {}: {PARALLEL} pods in flight, pause + 1 busybox container per pod; \
+         sandbox s = the same n pods without their container (CRI plugin + CNI + shim start); \
+         load = 1-min load average after the round",
         env().version
     );
     let _ = writeln!(
         s,
-        "{:<6} {:>5} {:>6} {:>9} {:>9} {:>10} {:>9} {:>12} {:>9} {:>5}",
+        "{:<6} {:>5} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>12} {:>9} {:>5} {:>5}",
         "handler",
         "pods",
         "shims",
         "ready s",
+        "sandbox s",
         "PSS/pod",
         "priv/pod",
         "anon/pod",
         "idle cpu ms",
         "remove s",
-        "left"
+        "left",
+        "load"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<6} {:>5} {:>6} {:>9.2} {:>7.0}kB {:>8.0}kB {:>7.0}kB {:>12} {:>9.2} {:>5}",
+            "{:<6} {:>5} {:>6} {:>9.2} {:>10.2} {:>7.0}kB {:>8.0}kB {:>7.0}kB {:>12} {:>9.2} {:>5} {:>5.1}",
             r.handler,
             r.pods,
             r.shims,
             r.ready_s,
+            r.sandbox_s,
             r.pss_kib,
             r.private_kib,
             r.anon_kib,
             r.idle_cpu_ms.map_or("-".into(), |v| format!("{v:.0}")),
             r.remove_s,
-            r.left
+            r.left,
+            r.load
         );
     }
     let get = |h: &str, n: usize| rows.iter().find(|r| r.handler == h && r.pods == n);
@@ -218,8 +257,9 @@ fn table(rows: &[Row]) -> String {
         if let (Some(a), Some(b)) = (get("rust", n), get("runc", n)) {
             let _ = write!(
                 s,
-                "ratio rust/runc at {n} pods: ready {:.2}, PSS/pod {:.2}, private/pod {:.2}",
+                "ratio rust/runc at {n} pods: ready {:.2} (above the sandbox-only floor: {:.2}), PSS/pod {:.2}, private/pod {:.2}",
                 a.ready_s / b.ready_s,
+                (a.ready_s - a.sandbox_s).max(0.0) / (b.ready_s - b.sandbox_s).max(1e-9),
                 a.pss_kib / b.pss_kib,
                 a.private_kib / b.private_kib
             );

@@ -227,7 +227,8 @@ fn main() {
     } else {
         "containerd.task.v3.Task"
     };
-    let shims = [
+    let floor = repo().join("target/release/examples/floor_shim");
+    let mut shims = vec![
         Shim {
             name: "rust",
             binary: repo().join("target/release/containerd-shim-rust-v1"),
@@ -239,6 +240,14 @@ fn main() {
             service,
         },
     ];
+    // The floor (shim/examples/floor_shim.rs): a shim answering every call at once.
+    if floor.exists() {
+        shims.push(Shim {
+            name: "floor",
+            binary: floor,
+            service,
+        });
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -257,10 +266,27 @@ fn main() {
         }
     }
     println!("containerd {version}, Task API directly (start, Create, Start+Wait, Delete), {runs} runs each, median ms:");
-    println!("{:<8} {:>8} {:>8} {:>8}", "phase", "rust", "runc", "ratio");
+    let with_floor = shims.len() == 3;
+    println!(
+        "{:<8} {:>8} {:>8} {:>8}{}",
+        "phase",
+        "rust",
+        "runc",
+        "ratio",
+        if with_floor {
+            "    floor  rust-floor"
+        } else {
+            ""
+        }
+    );
     for (p, name) in PHASES.iter().enumerate() {
         let a = median(samples[0][p].clone()).as_secs_f64() * 1e3;
         let b = median(samples[1][p].clone()).as_secs_f64() * 1e3;
-        println!("{name:<8} {a:>8.2} {b:>8.2} {:>8.2}", a / b);
+        print!("{name:<8} {a:>8.2} {b:>8.2} {:>8.2}", a / b);
+        if with_floor {
+            let f = median(samples[2][p].clone()).as_secs_f64() * 1e3;
+            print!(" {f:>8.2} {:>11.2}", a - f);
+        }
+        println!();
     }
 }

@@ -26,9 +26,23 @@ mod shim_cgroup;
 mod start;
 mod workdir;
 
+/// glibc malloc tuned for a long-lived, mostly idle, single-threaded daemon: buffers of
+/// 32 kB and more (a bundle's config.json, protobuf payloads) are mmapped and unmapped on
+/// free instead of staying resident in the heap, and free space at the heap's top is given
+/// back above 64 kB. Measured in scripts/bench (README, Benchmarks).
+fn allocator_setup() {
+    // SAFETY: mallopt only sets malloc parameters; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_TOP_PAD, 16 * 1024);
+    }
+}
+
 fn main() {
     // First, before any thread exists: maybe we are the container-init helper.
     runtime_core::init::main_if_helper();
+    allocator_setup();
     panic::install();
     let flags = match args::parse(std::env::args().skip(1)) {
         Ok(f) => f,
