@@ -1,5 +1,7 @@
 //! runc's command line: global flags, a command, its flags and arguments.
 
+use crate::error::Error;
+
 /// Global flags (before the command), as runc and go-runc use them.
 #[derive(Debug, Default)]
 pub struct Global {
@@ -30,11 +32,11 @@ impl Cmd {
         self.flag(name).is_some_and(|v| v != "false")
     }
 
-    pub fn arg(&self, i: usize, what: &str) -> Result<&str, String> {
+    pub fn arg(&self, i: usize, what: &str) -> Result<&str, Error> {
         self.args
             .get(i)
             .map(String::as_str)
-            .ok_or_else(|| format!("{}: missing {what}", self.name))
+            .ok_or_else(|| Error::Usage(format!("{}: missing {what}", self.name)))
     }
 }
 
@@ -110,7 +112,11 @@ fn refused(flag: &str) -> Option<&'static str> {
 }
 
 /// Refuses flags `cmd` does not implement, naming each.
-pub fn check_flags(cmd: &Cmd) -> Result<(), String> {
+pub fn check_flags(cmd: &Cmd) -> Result<(), Error> {
+    check_flags_of(cmd).map_err(Error::Usage)
+}
+
+fn check_flags_of(cmd: &Cmd) -> Result<(), String> {
     for (name, value) in &cmd.flags {
         if supported(&cmd.name).contains(&name.as_str()) {
             if name == "preserve-fds" && value != "0" {
@@ -129,7 +135,11 @@ pub fn check_flags(cmd: &Cmd) -> Result<(), String> {
     Ok(())
 }
 
-pub fn parse(argv: &[String]) -> Result<(Global, Cmd), String> {
+pub fn parse(argv: &[String]) -> Result<(Global, Cmd), Error> {
+    parse_words(argv).map_err(Error::Usage)
+}
+
+fn parse_words(argv: &[String]) -> Result<(Global, Cmd), String> {
     let mut g = Global {
         root: "/run/rshim-runc".into(),
         ..Default::default()
@@ -245,7 +255,7 @@ mod tests {
         ] {
             let (_, c) = p(line);
             let e = check_flags(&c).unwrap_err();
-            assert!(e.contains(want), "{line}: {e}");
+            assert!(e.to_string().contains(want), "{line}: {e}");
         }
         let (_, c) = p("create --bundle /b --pid-file /p --console-socket /s --preserve-fds 0 c1");
         check_flags(&c).unwrap();

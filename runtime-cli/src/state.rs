@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 #[derive(Serialize, Deserialize)]
 pub struct Saved {
     pub id: String,
@@ -28,19 +30,21 @@ pub fn fifo(root: &str, id: &str) -> PathBuf {
 /// owned by the container's root, so that an init in a user namespace, as
 /// mapped root, can reopen it for writing (through the fd the helper opened
 /// before any namespace was joined: the state root itself is 0700 root's).
-pub fn make_fifo(path: &Path, spec: &oci_spec::runtime::Spec) -> Result<(), String> {
+pub fn make_fifo(path: &Path, spec: &oci_spec::runtime::Spec) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(|e| format!("mkfifo {}: {e}", path.display()))?;
+        .map_err(Error::sys(format!("mkfifo {}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        .map_err(Error::io(format!("chmod {}", path.display())))?;
     let linux = spec.linux().as_ref();
     let (uid, gid) = (
         host_root(linux.and_then(|l| l.uid_mappings().as_deref())),
         host_root(linux.and_then(|l| l.gid_mappings().as_deref())),
     );
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .map_err(|e| format!("chown {} to {uid}:{gid}: {e}", path.display()))
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(Error::io(format!(
+        "chown {} to {uid}:{gid}",
+        path.display()
+    )))
 }
 
 /// The host id that container id 0 maps to (0 without a mapping).
@@ -51,18 +55,19 @@ pub fn host_root(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> u32 {
         .map_or(0, |m| m.host_id())
 }
 
-pub fn load(root: &str, id: &str) -> Result<Saved, String> {
+pub fn load(root: &str, id: &str) -> Result<Saved, Error> {
     let p = dir(root, id).join("state.json");
-    let data = std::fs::read(&p).map_err(|_| format!("container {id} does not exist"))?;
-    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
+    let data =
+        std::fs::read(&p).map_err(|_| Error::Status(format!("container {id} does not exist")))?;
+    serde_json::from_slice(&data).map_err(Error::json(p.display().to_string()))
 }
 
-pub fn save(root: &str, s: &Saved) -> Result<(), String> {
+pub fn save(root: &str, s: &Saved) -> Result<(), Error> {
     let d = dir(root, &s.id);
     let tmp = d.join("state.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(s).unwrap())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, d.join("state.json")).map_err(|e| format!("save state: {e}"))
+        .map_err(Error::io(tmp.display().to_string()))?;
+    std::fs::rename(&tmp, d.join("state.json")).map_err(Error::io("save state"))
 }
 
 pub fn start_time(pid: i32) -> Option<u64> {

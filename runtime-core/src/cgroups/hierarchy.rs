@@ -1,10 +1,9 @@
 //! Where the cgroup hierarchies are (from `/proc/self/mountinfo`) and how a
 //! container's cgroup path maps into each of them.
 
-use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One mounted hierarchy: its mount point and the name it gets in a container.
 #[derive(Debug, Clone)]
@@ -24,30 +23,29 @@ impl Hierarchy {
 
 /// The hierarchies mounted on this host, each once.
 pub fn mounted() -> Result<Vec<Hierarchy>> {
-    let info = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::sys("read", "/proc/self/mountinfo", e))?;
-    Ok(parse_mountinfo(&info))
+    Ok(from_mounts(crate::mountinfo::read(
+        Path::new("/proc"),
+        "self",
+    )?))
 }
 
+/// The hierarchies of a mount table's text (`/proc/PID/mountinfo`).
 pub fn parse_mountinfo(info: &str) -> Vec<Hierarchy> {
+    from_mounts(crate::mountinfo::parse(info))
+}
+
+fn from_mounts(mounts: Vec<crate::mountinfo::Mount>) -> Vec<Hierarchy> {
     let mut out = Vec::new();
-    for line in info.lines() {
-        // "id parent maj:min root mountpoint opts [optional...] - fstype source superopts"
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mount = pre.split(' ').nth(4).unwrap_or_default();
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or_default();
-        let superopts = post.nth(1).unwrap_or_default();
-        match fstype {
+    for m in mounts {
+        match m.fstype.as_str() {
             "cgroup2" => out.push(Hierarchy {
-                mount: mount.into(),
+                mount: m.mount_point,
                 name: String::new(),
                 v2: true,
             }),
             "cgroup" => {
-                let name: Vec<&str> = superopts
+                let name: Vec<&str> = m
+                    .super_options
                     .split(',')
                     .filter(|o| {
                         !matches!(*o, "rw" | "ro" | "clone_children" | "noprefix" | "xattr")
@@ -55,7 +53,7 @@ pub fn parse_mountinfo(info: &str) -> Vec<Hierarchy> {
                     })
                     .collect();
                 out.push(Hierarchy {
-                    mount: mount.into(),
+                    mount: m.mount_point,
                     name: name.join(","),
                     v2: false,
                 });

@@ -1,7 +1,9 @@
 //! The Task service, served as both `containerd.task.v2.Task` (containerd 1.x)
 //! and `containerd.task.v3.Task` (2.x): the messages are identical.
 
+mod exec;
 mod lifecycle;
+mod queries;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -233,89 +235,19 @@ impl Task for Service {
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> Res<StateResponse> {
-        let (c, p) = self.process(&req.id, &req.exec_id)?;
-        let mut resp = StateResponse {
-            id: if req.exec_id.is_empty() {
-                c.id.clone()
-            } else {
-                p.exec_id.clone()
-            },
-            exec_id: p.exec_id.clone(),
-            bundle: c.bundle.display().to_string(),
-            pid: p.pid(),
-            stdin: p.stdin.clone(),
-            stdout: p.stdout.clone(),
-            stderr: p.stderr.clone(),
-            ..Default::default()
-        };
-        resp.status = EnumOrUnknown::new(match p.status() {
-            Status::Created => ApiStatus::CREATED,
-            Status::Running => ApiStatus::RUNNING,
-            Status::Paused => ApiStatus::PAUSED,
-            Status::Stopped { code, at } => {
-                resp.exit_status = code;
-                resp.exited_at = MessageField::some(at);
-                ApiStatus::STOPPED
-            }
-        });
-        Ok(resp)
+        self.state_req(req).await
     }
 
     async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> Res<WaitResponse> {
-        let (_c, p) = self.process(&req.id, &req.exec_id)?;
-        let (code, at) = p.wait().await;
-        Ok(WaitResponse {
-            exit_status: code,
-            exited_at: MessageField::some(at),
-            ..Default::default()
-        })
+        self.wait_req(req).await
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> Res<Empty> {
-        let (c, p) = self.process(&req.id, &req.exec_id)?;
-        if p.is_stopped() {
-            return Err(err(
-                Code::NOT_FOUND,
-                format!("process {} already finished", p.pid()),
-            ));
-        }
-        if req.exec_id.is_empty() {
-            let core = c
-                .core()
-                .ok_or_else(|| err(Code::NOT_FOUND, "container deleted"))?;
-            core.kill(req.signal as i32, req.all).map_err(core_err)?;
-        } else {
-            let fd = p.pidfd.lock().unwrap();
-            let fd = fd.as_ref().ok_or_else(|| {
-                err(
-                    Code::FAILED_PRECONDITION,
-                    format!("exec {} not started", p.exec_id),
-                )
-            })?;
-            fd.signal(req.signal as i32).map_err(core_err)?;
-        }
-        Ok(Empty::new())
+        self.kill_req(req).await
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> Res<PidsResponse> {
-        let c = self.get(&req.id)?;
-        let pids = {
-            c.core()
-                .map(|k| k.pids())
-                .transpose()
-                .map_err(core_err)?
-                .unwrap_or_default()
-        };
-        Ok(PidsResponse {
-            processes: pids
-                .into_iter()
-                .map(|pid| ProcessInfo {
-                    pid: pid as u32,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        })
+        self.pids_req(req).await
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> Res<DeleteResponse> {
@@ -348,53 +280,11 @@ impl Task for Service {
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> Res<Empty> {
-        let c = self.get(&req.id)?;
-        let mut spec: oci_spec::runtime::Process = serde_json::from_slice(&req.spec.value)
-            .map_err(|e| {
-                err(
-                    Code::INVALID_ARGUMENT,
-                    format!("exec {}: invalid OCI process spec: {e}", req.exec_id),
-                )
-            })?;
-        // The request's flag decides, as in containerd's runc shim: clients make
-        // their FIFOs for it (no stderr with a terminal) whatever the process
-        // spec they copied from the container says.
-        spec.set_terminal(Some(req.terminal));
-        runtime_core::spec::check_process(&spec, "exec process").map_err(core_err)?;
-        {
-            let mut execs = c.execs.lock().unwrap();
-            if execs.contains_key(&req.exec_id) {
-                return Err(err(
-                    Code::ALREADY_EXISTS,
-                    format!(
-                        "exec {} already exists in container {}",
-                        req.exec_id, req.id
-                    ),
-                ));
-            }
-            let p = Process::new(
-                &req.exec_id,
-                [&req.stdin, &req.stdout, &req.stderr],
-                Some(spec),
-            );
-            execs.insert(req.exec_id.clone(), Arc::new(p));
-        }
-        self.publisher.publish(Event::ExecAdded(TaskExecAdded {
-            container_id: req.id.clone(),
-            exec_id: req.exec_id.clone(),
-            ..Default::default()
-        }));
-        Ok(Empty::new())
+        self.exec_req(req).await
     }
 
     async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> Res<ConnectResponse> {
-        let task_pid = self.get(&req.id).map(|c| c.init.pid()).unwrap_or(0);
-        Ok(ConnectResponse {
-            shim_pid: std::process::id(),
-            task_pid,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            ..Default::default()
-        })
+        self.connect_req(req).await
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> Res<Empty> {
@@ -406,9 +296,7 @@ impl Task for Service {
     }
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> Res<Empty> {
-        let (_c, p) = self.process(&req.id, &req.exec_id)?;
-        p.close_stdin();
-        Ok(Empty::new())
+        self.close_io_req(req).await
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> Res<Empty> {
@@ -430,11 +318,7 @@ impl Task for Service {
     }
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> Res<Empty> {
-        let (_c, p) = self.process(&req.id, &req.exec_id)?;
-        if let Some(io) = p.io.lock().unwrap().as_ref() {
-            io.resize(req.width, req.height).map_err(core_err)?;
-        }
-        Ok(Empty::new())
+        self.resize_pty_req(req).await
     }
 
     async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> Res<Empty> {
@@ -460,17 +344,6 @@ impl Task for Service {
     }
 
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> Res<StatsResponse> {
-        let c = self.get(&req.id)?;
-        let c2 = c.clone();
-        let st = tokio::task::spawn_blocking(move || c2.core().map(|k| k.stats()))
-            .await
-            .map_err(join_err)?
-            .ok_or_else(|| err(Code::NOT_FOUND, format!("container {} deleted", req.id)))?;
-        let any = crate::metrics::to_any(&st)
-            .map_err(|e| err(Code::INTERNAL, format!("encode metrics: {e}")))?;
-        Ok(StatsResponse {
-            stats: MessageField::some(any),
-            ..Default::default()
-        })
+        self.stats_req(req).await
     }
 }
