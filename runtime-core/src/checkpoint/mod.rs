@@ -52,6 +52,10 @@ pub struct DumpOpts {
     pub empty_ns: Vec<String>,
     /// `soft`, `full`, `strict` or `ignore`; empty: CRIU's default.
     pub cgroups_mode: String,
+    /// The cgroup CRIU freezes the tree with (`--freeze-cgroup`, as runc):
+    /// containerd pauses the task around a checkpoint, and CRIU must know
+    /// the tree is frozen there. Filled by [`dump`].
+    pub freeze_cgroup: Option<PathBuf>,
 }
 
 const CGROUP_MODES: &[&str] = &["soft", "full", "strict", "ignore"];
@@ -115,6 +119,10 @@ pub fn dump_args(
             ),
         ));
     }
+    if let Some(cg) = &opts.freeze_cgroup {
+        a.push("--freeze-cgroup".into());
+        a.push(cg.clone().into());
+    }
     for (on, flag) in [
         (opts.leave_running, "--leave-running"),
         (opts.tcp_established, "--tcp-established"),
@@ -147,7 +155,11 @@ pub fn dump_args(
         }
     }
     let linux = spec.linux().as_ref();
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         if probe.is_file(Path::new(p)) {
             ext(Path::new(p));
         }
@@ -161,7 +173,11 @@ pub fn dump_args(
         for d in ["null", "zero", "full", "tty", "random", "urandom"] {
             ext(&Path::new("/dev").join(d));
         }
-        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+        for d in linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
             if d.typ() != oci_spec::runtime::LinuxDeviceType::P {
                 ext(d.path());
             }
@@ -191,7 +207,8 @@ struct Live(i32);
 
 impl Probe for Live {
     fn is_file(&self, path: &Path) -> bool {
-        let p = Path::new(&format!("/proc/{}/root", self.0)).join(path.strip_prefix("/").unwrap_or(path));
+        let p = Path::new(&format!("/proc/{}/root", self.0))
+            .join(path.strip_prefix("/").unwrap_or(path));
         std::fs::metadata(p).is_ok_and(|m| !m.is_dir())
     }
     fn ns_inode(&self, path: &Path) -> Result<u64> {
@@ -208,11 +225,20 @@ pub fn last_errors(log: &str) -> String {
         .filter(|l| l.contains("Error") || l.contains("error"))
         .collect();
     let tail = if errs.is_empty() {
-        log.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect()
+        log.lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
     } else {
         errs[errs.len().saturating_sub(3)..].to_vec()
     };
-    tail.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" | ")
+    tail.iter()
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// `descriptors.json`, runc's record of the init's stdio: the targets of
@@ -230,7 +256,13 @@ fn descriptors(pid: i32) -> String {
 }
 
 /// Runs `criu` with `args`; its log is `work_dir/log`.
-pub(crate) fn run_criu(criu: &Path, args: &[OsString], work_dir: &Path, log: &str, what: &str) -> Result<()> {
+pub(crate) fn run_criu(
+    criu: &Path,
+    args: &[OsString],
+    work_dir: &Path,
+    log: &str,
+    what: &str,
+) -> Result<()> {
     let log = work_dir.join(log);
     let bin: &Path = if criu.as_os_str().is_empty() {
         Path::new("criu")
@@ -246,7 +278,10 @@ pub(crate) fn run_criu(criu: &Path, args: &[OsString], work_dir: &Path, log: &st
         .map_err(|e| Error::Criu {
             what: what.into(),
             log: log.clone(),
-            msg: format!("cannot run {}: {e}; install CRIU (Debian: apt-get install criu)", bin.display()),
+            msg: format!(
+                "cannot run {}: {e}; install CRIU (Debian: apt-get install criu)",
+                bin.display()
+            ),
         })?;
     if out.status.success() {
         return Ok(());
@@ -268,6 +303,23 @@ pub(crate) fn run_criu(criu: &Path, args: &[OsString], work_dir: &Path, log: &st
     })
 }
 
+/// The freezer of `pid`'s cgroup as this (the host's) cgroup namespace
+/// sees it: the v2 directory, or the v1 freezer hierarchy's.
+pub fn freezer_of(proc_cgroup: &str, v2_only: bool) -> Option<PathBuf> {
+    for l in proc_cgroup.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let rel = path.trim_start_matches('/');
+        if v2_only && ctrls.is_empty() {
+            return Some(Path::new("/sys/fs/cgroup").join(rel));
+        }
+        if !v2_only && ctrls.split(',').any(|c| c == "freezer") {
+            return Some(Path::new("/sys/fs/cgroup/freezer").join(rel));
+        }
+    }
+    None
+}
+
 /// Dumps container `c`'s process tree into `opts.image_dir` (made if
 /// missing). With `leave_running` false CRIU kills the tree after the dump:
 /// the init's exit then reaches its waiter as any exit does.
@@ -279,6 +331,14 @@ pub fn dump(c: &Container, opts: &DumpOpts) -> Result<()> {
         std::fs::create_dir_all(d)
             .map_err(|e| Error::Init(format!("checkpoint directory {}: {e}", d.display())))?;
     }
+    let mut opts = opts.clone();
+    if opts.freeze_cgroup.is_none() {
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        opts.freeze_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .ok()
+            .and_then(|t| freezer_of(&t, v2));
+    }
+    let opts = &opts;
     let args = dump_args(&spec, &rootfs, pid, opts, &Live(pid))?;
     let desc = descriptors(pid);
     run_criu(&opts.criu, &args, &opts.work_dir, "dump.log", "dump")?;

@@ -52,13 +52,22 @@ fn dump_names_tree_root_dirs_binds_masked_files_and_joined_netns() {
     assert!(has(&a, &["--ext-mount-map", "/data:/data"]));
     assert!(has(&a, &["--ext-mount-map", "/etc/hosts:/etc/hosts"]));
     assert!(has(&a, &["--ext-mount-map", "/proc/kcore:/proc/kcore"]));
-    assert!(!a.iter().any(|s| s.contains("/proc/acpi")), "a masked dir is a tmpfs CRIU dumps: {a:?}");
-    assert!(!a.iter().any(|s| s.starts_with("/proc:")), "proc is the container's own");
+    assert!(
+        !a.iter().any(|s| s.contains("/proc/acpi")),
+        "a masked dir is a tmpfs CRIU dumps: {a:?}"
+    );
+    assert!(
+        !a.iter().any(|s| s.starts_with("/proc:")),
+        "proc is the container's own"
+    );
     assert!(has(&a, &["--external", "net[4026532000]:extRootNetNS"]));
     assert!(a.contains(&"--manage-cgroups".to_string()));
     // exit is the default of DumpOpts: nothing left running.
     assert!(!a.contains(&"--leave-running".to_string()));
-    assert!(!a.iter().any(|s| s.starts_with("/dev/null:")), "no user namespace: devices are mknod'ed");
+    assert!(
+        !a.iter().any(|s| s.starts_with("/dev/null:")),
+        "no user namespace: devices are mknod'ed"
+    );
 }
 
 #[test]
@@ -73,7 +82,12 @@ fn containerd_options_map_to_criu_flags() {
         cgroups_mode: "strict".into(),
         ..Default::default()
     };
+    let o = DumpOpts {
+        freeze_cgroup: Some("/sys/fs/cgroup/default/c1".into()),
+        ..o
+    };
     let a = args(&o);
+    assert!(has(&a, &["--freeze-cgroup", "/sys/fs/cgroup/default/c1"]));
     for f in [
         "--leave-running",
         "--tcp-established",
@@ -93,14 +107,24 @@ fn bad_cgroup_mode_and_namespace_are_refused_by_name() {
         cgroups_mode: "hard".into(),
         ..Default::default()
     };
-    let e = dump_args(&spec(SPEC), Path::new("/r"), 1, &bad, &Fake).unwrap_err().to_string();
-    assert!(e.contains("cgroups_mode") && e.contains("\"hard\"") && e.contains("soft"), "{e}");
+    let e = dump_args(&spec(SPEC), Path::new("/r"), 1, &bad, &Fake)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cgroups_mode") && e.contains("\"hard\"") && e.contains("soft"),
+        "{e}"
+    );
     let bad = DumpOpts {
         empty_ns: vec!["cgroupz".into()],
         ..Default::default()
     };
-    let e = dump_args(&spec(SPEC), Path::new("/r"), 1, &bad, &Fake).unwrap_err().to_string();
-    assert!(e.contains("empty_namespaces") && e.contains("cgroupz"), "{e}");
+    let e = dump_args(&spec(SPEC), Path::new("/r"), 1, &bad, &Fake)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("empty_namespaces") && e.contains("cgroupz"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -118,7 +142,10 @@ fn user_namespace_devices_are_external_binds() {
         .collect();
     assert!(has(&a, &["--ext-mount-map", "/dev/null:/dev/null"]));
     assert!(has(&a, &["--ext-mount-map", "/dev/fuse:/dev/fuse"]));
-    assert!(!a.iter().any(|s| s.contains("/dev/fifo")), "a FIFO is mknod'ed: {a:?}");
+    assert!(
+        !a.iter().any(|s| s.contains("/dev/fifo")),
+        "a FIFO is mknod'ed: {a:?}"
+    );
 }
 
 #[test]
@@ -131,4 +158,18 @@ fn last_errors_keeps_the_last_three_error_lines() {
         "(00.4) Error (criu/b.c:2): two | (00.5) Error (c.c:3): three | (00.6) Error (d.c:4): four"
     );
     assert_eq!(last_errors("x\ny\n"), "x | y");
+}
+
+#[test]
+fn freezer_is_found_on_v2_and_v1() {
+    assert_eq!(
+        freezer_of("0::/default/c1\n", true),
+        Some(PathBuf::from("/sys/fs/cgroup/default/c1"))
+    );
+    let v1 = "12:pids:/default/c1\n7:freezer:/default/c1\n0::/\n";
+    assert_eq!(
+        freezer_of(v1, false),
+        Some(PathBuf::from("/sys/fs/cgroup/freezer/default/c1"))
+    );
+    assert_eq!(freezer_of("12:pids:/x\n", false), None);
 }
