@@ -29,6 +29,13 @@ pub enum Error {
     /// The systemd cgroup driver: the unit and what systemd (or its absence) said.
     #[error("systemd unit {unit}: {msg}")]
     Systemd { unit: String, msg: String },
+    /// CRIU failed: `log` is its log file, `msg` what failed and its last errors.
+    #[error("criu {what} (log {log}): {msg}")]
+    Criu {
+        what: String,
+        log: PathBuf,
+        msg: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

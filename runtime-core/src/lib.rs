@@ -47,6 +47,7 @@
 
 pub mod cgroups;
 pub mod channel;
+pub mod checkpoint;
 pub mod container;
 pub mod error;
 pub mod features;

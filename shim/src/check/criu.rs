@@ -34,10 +34,10 @@ pub(super) fn check(out: &mut Vec<Check>) {
             Level::Warn,
             "criu",
             format!(
-                "{version}; `criu check` passes, but this shim does not checkpoint yet \
-                 (Checkpoint answers Unimplemented)"
+                "{version}; `criu check` passes: Checkpoint works, restore (Create \
+                 with a checkpoint) answers Unimplemented"
             ),
-            "use runtime io.containerd.runc.v2 for containers that need checkpoints",
+            "use runtime io.containerd.runc.v2 for containers that need restores",
         ),
         Ok(o) => {
             let all = String::from_utf8_lossy(&o.stderr).into_owned()

@@ -308,13 +308,14 @@ impl Task for Service {
     }
 
     async fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> Res<Empty> {
-        self.get(&req.id)?;
-        let msg = tokio::task::spawn_blocking(move || {
-            crate::checkpoint::unavailable("Checkpoint", &req.id)
+        let c = self.get(&req.id)?;
+        tokio::task::spawn_blocking(move || {
+            crate::checkpoint::checkpoint(&c, &req.path, req.options.as_ref())
         })
         .await
-        .map_err(join_err)?;
-        Err(err(Code::UNIMPLEMENTED, msg))
+        .map_err(join_err)?
+        .map_err(|(code, msg)| err(code, msg))?;
+        Ok(Empty::new())
     }
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> Res<Empty> {
