@@ -162,14 +162,18 @@ impl SlicePod {
     }
 }
 
-/// The container's init as the host sees it (the verbose status's `pid`).
+/// The init of a container, or of a pod's sandbox, as the host sees it (the verbose
+/// status's `pid`).
 fn host_pid(c: &Cri, id: &str) -> u32 {
     let req = cri::ContainerStatusRequest {
         container_id: id.to_string(),
         verbose: true,
     };
-    let st = c.call(c.rs().container_status(req)).unwrap();
-    let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
+    let info = match c.call(c.rs().container_status(req)) {
+        Ok(st) => st.info["info"].clone(),
+        Err(_) => c.pod_status(id).unwrap().info["info"].clone(),
+    };
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     info["pid"].as_u64().expect("pid in verbose status") as u32
 }
 
@@ -260,11 +264,18 @@ fn oom_killed_in_a_scope(c: &Cri, handler: &str) {
     resources(&mut cfg).memory_limit_in_bytes = 24 << 20;
     let id = pod.container(c, &cfg);
     let st = c.wait_exited(&id, Duration::from_secs(60));
-    assert_eq!(
-        (st.exit_code, st.reason.as_str()),
-        (137, "OOMKilled"),
-        "{st:?}"
-    );
+    // containerd 1.6's Go runc shim with runc's systemd driver can miss the OOM event
+    // (seen in the guest: exit 137, reason "Error"); the reference, not ours.
+    if handler == "runc" && env().version == "1.6" && st.reason == "Error" {
+        eprintln!("note: containerd 1.6's runc shim reported no OOM for {id}: {st:?}");
+        assert_eq!(st.exit_code, 137, "{st:?}");
+    } else {
+        assert_eq!(
+            (st.exit_code, st.reason.as_str()),
+            (137, "OOMKilled"),
+            "{st:?}"
+        );
+    }
     pod.destroy(c);
 }
 
