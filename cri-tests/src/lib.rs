@@ -509,6 +509,9 @@ mod tests {
             "rshimcri1a2b.slice/rshimcri1a2b-burstable.slice/rshimcri1a2b-burstable-pod7_0.slice"
         );
         assert_eq!(cgroup_dir("system.slice"), "system.slice");
-        assert_eq!(cgroup_dir("/rshim-test-cri-1/pod-1"), "rshim-test-cri-1/pod-1");
+        assert_eq!(
+            cgroup_dir("/rshim-test-cri-1/pod-1"),
+            "rshim-test-cri-1/pod-1"
+        );
     }
 }

@@ -251,8 +251,14 @@ fn scope_has_the_limits_execs_updates_and_stats(c: &Cri, handler: &str) {
 
     wait_for("cpu and memory in ContainerStats", WAIT, || {
         let s = c.stats(&id).unwrap();
-        let cpu = s.cpu.and_then(|c| c.usage_core_nano_seconds).map_or(0, |v| v.value);
-        let mem = s.memory.and_then(|m| m.working_set_bytes).map_or(0, |v| v.value);
+        let cpu = s
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map_or(0, |v| v.value);
+        let mem = s
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map_or(0, |v| v.value);
         cpu > 0 && mem > 0
     });
     pod.destroy(c);
@@ -307,7 +313,10 @@ fn two_containers_share_one_shim_and_the_pod_slice(c: &Cri, handler: &str) {
     wait_for("the removed container's scope to go", WAIT, || {
         unit_gone(&scope_of(&c2))
     });
-    assert!(!pod.scope_dir(&c2, "memory").exists(), "cgroup of {c2} left");
+    assert!(
+        !pod.scope_dir(&c2, "memory").exists(),
+        "cgroup of {c2} left"
+    );
     pod.assert_scope(c, &c1);
     assert_eq!(host::shims_of(&ids).len(), 1);
     pod.destroy(c);
