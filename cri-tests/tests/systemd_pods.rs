@@ -270,10 +270,11 @@ fn oom_killed_in_a_scope(c: &Cri, handler: &str) {
     resources(&mut cfg).memory_limit_in_bytes = 24 << 20;
     let id = pod.container(c, &cfg);
     let st = c.wait_exited(&id, Duration::from_secs(60));
-    // containerd 1.6's Go runc shim with runc's systemd driver can miss the OOM event
-    // (seen in the guest: exit 137, reason "Error"); the reference, not ours.
-    if handler == "runc" && env().version == "1.6" && st.reason == "Error" {
-        eprintln!("note: containerd 1.6's runc shim reported no OOM for {id}: {st:?}");
+    // The Go runc shim (containerd 1.6 and 2.1) with runc's systemd driver sometimes
+    // misses this OOM (seen in the guest on both: exit 137, reason "Error"; the hog dies
+    // within a second of its start); the reference, not ours: ours must say OOMKilled.
+    if handler == "runc" && st.reason == "Error" {
+        eprintln!("note: the runc shim reported no OOM for {id}: {st:?}");
         assert_eq!(st.exit_code, 137, "{st:?}");
     } else {
         assert_eq!(
