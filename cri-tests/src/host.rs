@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::env;
+use crate::{cgroup_dir, env};
 
 /// A shim process of our private containerd.
 #[derive(Debug, Clone)]
@@ -87,8 +87,10 @@ pub fn bundle_dir(id: &str) -> PathBuf {
         .join(id)
 }
 
-/// Cgroup dirs below `parent` (a pod's cgroup parent) in every hierarchy.
+/// Cgroup dirs below `parent` (a pod's cgroup parent: a path, or a slice, expanded) in
+/// every hierarchy.
 pub fn cgroups_below(parent: &str) -> Vec<PathBuf> {
+    let rel = cgroup_dir(parent);
     let mut out = Vec::new();
     let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
         .unwrap()
@@ -97,7 +99,7 @@ pub fn cgroups_below(parent: &str) -> Vec<PathBuf> {
         .collect();
     roots.push(PathBuf::from("/sys/fs/cgroup"));
     for root in roots {
-        let dir = root.join(parent.trim_start_matches('/'));
+        let dir = root.join(&rel);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -127,8 +129,21 @@ pub fn procs_below(parent: &str) -> Vec<i32> {
     pids
 }
 
-/// Removes a pod's (empty) cgroup parent dirs, which the kubelet would own.
+/// Removes a pod's (empty) cgroup parent dirs, which the kubelet would own; a slice is
+/// stopped through systemd, as the kubelet's systemd driver does.
 pub fn remove_cgroup_parent(parent: &str) {
+    if parent.ends_with(".slice") {
+        let out = std::process::Command::new("systemctl")
+            .args(["stop", parent])
+            .output()
+            .unwrap_or_else(|e| panic!("systemctl stop {parent}: {e}"));
+        assert!(
+            out.status.success(),
+            "systemctl stop {parent}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
     for root in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let dir = root.path().join(parent.trim_start_matches('/'));
         if dir.is_dir() && !dir.is_symlink() {

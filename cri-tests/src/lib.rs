@@ -32,6 +32,9 @@ pub struct Env {
     /// The test's own scratch dir (pod logs), inside the instance's dir.
     pub scratch: PathBuf,
     pub cgroup_root: String,
+    /// `CRI_CGROUP_DRIVER=systemd` (a containerd started with `--systemd`): pods get a
+    /// systemd slice as cgroup parent, as the kubelet's `cgroupDriver: systemd` gives them.
+    pub systemd: bool,
 }
 
 pub fn env() -> &'static Env {
@@ -53,7 +56,17 @@ pub fn env() -> &'static Env {
             .get("CRI_CGROUP_ROOT")
             .unwrap_or_else(|| panic!("{file} has no CRI_CGROUP_ROOT"))
             .to_string();
+        // RSHIM_CRI_CGROUP_DRIVER overrides the env file (cgroupfs against a --systemd
+        // instance; the reverse fails at RunPodSandbox, systemd has no such slice root).
+        let driver = std::env::var("RSHIM_CRI_CGROUP_DRIVER")
+            .unwrap_or_else(|_| vars.get("CRI_CGROUP_DRIVER").unwrap_or(&"cgroupfs").to_string());
+        let systemd = match driver.as_str() {
+            "systemd" => true,
+            "cgroupfs" => false,
+            other => panic!("cgroup driver {other:?} (RSHIM_CRI_CGROUP_DRIVER or {file}): use systemd or cgroupfs"),
+        };
         Env {
+            systemd,
             cgroup_root,
             endpoint,
             version: vars.get("CONTAINERD_VERSION").unwrap_or(&"").to_string(),
@@ -64,9 +77,56 @@ pub fn env() -> &'static Env {
 }
 
 /// Cgroup parent of the test pods: the instance's own (`CRI_CGROUP_ROOT` of its env
-/// file), which `scripts/containerd stop` empties and removes.
+/// file), which `scripts/containerd stop` empties and removes. With the systemd driver a
+/// slice name without `.slice` (`rshimcri<hash>`), the root of the pods' slices.
 pub fn cgroup_root() -> String {
     env().cgroup_root.clone()
+}
+
+/// The QoS classes whose slices the kubelet's systemd driver makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qos {
+    BestEffort,
+    Burstable,
+}
+
+/// A pod's cgroup parent as the kubelet gives it, from the pod's uid: with the systemd
+/// driver the slice `<root>-<qos>-pod<uid>.slice` (the uid's `-` escaped to `_`, as the
+/// kubelet does, since `-` nests slices), else `<root>/<uid>`.
+pub fn pod_cgroup_parent(uid: &str, qos: Qos) -> String {
+    if env().systemd {
+        let qos = match qos {
+            Qos::BestEffort => "besteffort",
+            Qos::Burstable => "burstable",
+        };
+        format!("{}-{qos}-pod{}.slice", cgroup_root(), uid.replace('-', "_"))
+    } else {
+        format!("{}/{uid}", cgroup_root())
+    }
+}
+
+/// The cgroup dir (relative to a hierarchy's root) of a cgroup parent: a slice expanded
+/// as systemd nests it (`a-b-c.slice` → `a.slice/a-b.slice/a-b-c.slice`), a path as is.
+pub fn cgroup_dir(parent: &str) -> String {
+    let Some(name) = parent.strip_suffix(".slice").filter(|n| !n.contains('/')) else {
+        return parent.trim_start_matches('/').to_string();
+    };
+    let mut dirs = Vec::new();
+    let mut prefix = String::new();
+    for part in name.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        dirs.push(format!("{prefix}.slice"));
+    }
+    dirs.join("/")
+}
+
+/// The systemd scope of a container CRI made with the systemd driver (the
+/// `slice:cri-containerd:<id>` cgroupsPath containerd hands to either handler).
+pub fn scope_of(id: &str) -> String {
+    format!("cri-containerd-{id}.scope")
 }
 
 pub struct Cri {
@@ -312,7 +372,7 @@ pub fn pod_config(name: &str) -> cri::PodSandboxConfig {
         hostname: name.to_string(),
         log_directory: logs.to_string_lossy().into_owned(),
         linux: Some(cri::LinuxPodSandboxConfig {
-            cgroup_parent: format!("{}/{uid}", cgroup_root()),
+            cgroup_parent: pod_cgroup_parent(&uid, Qos::BestEffort),
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(cri::NamespaceOption {
                     network: cri::NamespaceMode::Pod as i32,
@@ -435,5 +495,23 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_dir;
+
+    #[test]
+    fn slices_expand_as_systemd_nests_them() {
+        assert_eq!(
+            cgroup_dir("rshimcri1a2b-burstable-pod7_0.slice"),
+            "rshimcri1a2b.slice/rshimcri1a2b-burstable.slice/rshimcri1a2b-burstable-pod7_0.slice"
+        );
+        assert_eq!(cgroup_dir("system.slice"), "system.slice");
+        assert_eq!(
+            cgroup_dir("/rshim-test-cri-1/pod-1"),
+            "rshim-test-cri-1/pod-1"
+        );
     }
 }
