@@ -85,18 +85,6 @@ fn init_identity(id: &str) -> String {
     format!("{host} {}", text(&o.stdout).replace('\0', " "))
 }
 
-fn remove(id: &str) {
-    let _ = run(&["task", "kill", "-s", "KILL", id]);
-    wait_for("task stopped", Duration::from_secs(30), || {
-        task_status(id).as_deref() != Some("RUNNING")
-    });
-    let rm = run(&["task", "rm", id]);
-    assert!(rm.status.success(), "{}", text(&rm.stderr));
-    let crm = run(&["c", "rm", id]);
-    assert!(crm.status.success(), "{}", text(&crm.stderr));
-    assert_no_leftovers(id);
-}
-
 fn criu_processes() -> Vec<i32> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -220,11 +208,11 @@ fn checkpoint_dumps_like_runc_or_says_why_not() {
         e.contains("restore from a checkpoint is not implemented"),
         "{e}"
     );
-    remove("ckpt-rust");
-    remove("ckpt-rust-exit");
+    kill_and_remove("ckpt-rust");
+    kill_and_remove("ckpt-rust-exit");
     let (runc_run, runc_exit) = checkpoint_twice(RUNC, "ckpt-runc", &dir);
-    remove("ckpt-runc");
-    remove("ckpt-runc-exit");
+    kill_and_remove("ckpt-runc");
+    kill_and_remove("ckpt-runc-exit");
     println!("ours: {ours_run:?}\nrunc: {runc_run:?}");
     for l in [&ours_run, &ours_exit, &runc_run, &runc_exit] {
         for f in [
@@ -347,5 +335,5 @@ fn unavailable_here(cause: &str) {
     assert!(msg.contains(cause), "{msg} lacks {cause:?}");
     let e = restore_error(id, Path::new("/nonexistent-checkpoint"));
     assert!(e.contains(cause), "{e} lacks {cause:?}");
-    remove(id);
+    kill_and_remove(id);
 }

@@ -543,18 +543,6 @@ fn detached_counter(id: &str) {
     run_detached(id, &[], &["sh", "-c", script]);
 }
 
-fn kill_and_remove(id: &str) {
-    let _ = run(&["task", "kill", "-s", "KILL", id]);
-    wait_for("task stopped", Duration::from_secs(20), || {
-        task_status(id).as_deref() != Some("RUNNING")
-    });
-    let rm = run(&["task", "rm", id]);
-    assert!(rm.status.success(), "{}", text(&rm.stderr));
-    let crm = run(&["c", "rm", id]);
-    assert!(crm.status.success(), "{}", text(&crm.stderr));
-    assert_no_leftovers(id);
-}
-
 #[test]
 fn exec_joins_the_container_and_propagates_exit_codes() {
     let id = "exec";

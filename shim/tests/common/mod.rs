@@ -135,6 +135,19 @@ pub fn shim_pids_for(id: &str) -> Vec<i32> {
     pids
 }
 
+/// SIGKILLs `id`'s task, removes task and container, and asserts nothing of it is left.
+pub fn kill_and_remove(id: &str) {
+    let _ = run(&["task", "kill", "-s", "KILL", id]);
+    wait_for("task stopped", Duration::from_secs(30), || {
+        task_status(id).as_deref() != Some("RUNNING")
+    });
+    let rm = run(&["task", "rm", id]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    let crm = run(&["c", "rm", id]);
+    assert!(crm.status.success(), "{}", text(&crm.stderr));
+    assert_no_leftovers(id);
+}
+
 /// Asserts nothing of container `id` is left on the host.
 pub fn assert_no_leftovers(id: &str) {
     wait_for(
