@@ -20,6 +20,18 @@ use containerd_shim_protos::shim::oci::CheckpointOptions;
 use runtime_core::checkpoint::DumpOpts;
 use ttrpc::Code;
 
+/// The cause in a failed `criu check`'s output: its first error line (the later ones
+/// are consequences), else its last line.
+pub fn criu_check_cause(o: &std::process::Output) -> String {
+    let all = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    all.lines()
+        .find(|l| l.contains("Error"))
+        .or_else(|| all.lines().last())
+        .unwrap_or("no output")
+        .trim()
+        .to_string()
+}
+
 /// Why checkpoint/restore is unavailable here (`Ok` when `criu check`
 /// passes), probed once.
 fn criu_verdict() -> &'static Result<(), String> {
@@ -38,20 +50,11 @@ fn criu_verdict() -> &'static Result<(), String> {
                 "criu is not usable ({e}; Debian: apt-get install criu)"
             )),
             Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => {
-                let all = String::from_utf8_lossy(&o.stderr).into_owned()
-                    + &String::from_utf8_lossy(&o.stdout);
-                // The first error is the cause; the later ones are its consequences.
-                let first = all
-                    .lines()
-                    .find(|l| l.contains("Error"))
-                    .unwrap_or_else(|| all.lines().last().unwrap_or("no output"));
-                Err(format!(
-                    "CRIU cannot run on this kernel: `criu check` fails with {:?} \
-                     (a CRIU with vvar_vclock support, 4.1 or later, is needed)",
-                    first.trim()
-                ))
-            }
+            Ok(o) => Err(format!(
+                "CRIU cannot run on this kernel: `criu check` fails with {:?} \
+                 (a CRIU with vvar_vclock support, 4.1 or later, is needed)",
+                criu_check_cause(&o)
+            )),
         }
     })
 }

@@ -40,15 +40,7 @@ pub(super) fn check(out: &mut Vec<Check>) {
             "use runtime io.containerd.runc.v2 for containers that need restores",
         ),
         Ok(o) => {
-            let all = String::from_utf8_lossy(&o.stderr).into_owned()
-                + &String::from_utf8_lossy(&o.stdout);
-            let first = all
-                .lines()
-                .find(|l| l.contains("Error"))
-                .or_else(|| all.lines().last())
-                .unwrap_or("no output")
-                .trim()
-                .to_string();
+            let first = crate::checkpoint::criu_check_cause(&o);
             Check::bad(
                 Level::Warn,
                 "criu",
