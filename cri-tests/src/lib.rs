@@ -498,6 +498,24 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// `mod NAME { fn rust(); fn runc() }`: the scenario `NAME(&Cri, handler)` per handler.
+/// Shared by the test files that run each scenario under both handlers.
+#[macro_export]
+macro_rules! both_handlers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn rust() {
+                super::$name(&cri_tests::Cri::connect(), "rust")
+            }
+            #[test]
+            fn runc() {
+                super::$name(&cri_tests::Cri::connect(), "runc")
+            }
+        }
+    )*};
+}
+
 #[cfg(test)]
 mod tests {
     use super::cgroup_dir;

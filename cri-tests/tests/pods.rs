@@ -6,25 +6,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use cri_tests::both_handlers;
 use cri_tests::host::{self, Shim};
 use cri_tests::stream::ExecStream;
 use cri_tests::*;
-
-/// `mod NAME { fn rust(); fn runc() }`: the scenario `NAME(&Cri, handler)` per handler.
-macro_rules! both_handlers {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn rust() {
-                super::$name(&cri_tests::Cri::connect(), "rust")
-            }
-            #[test]
-            fn runc() {
-                super::$name(&cri_tests::Cri::connect(), "runc")
-            }
-        }
-    )*};
-}
 
 both_handlers!(
     pod_of_two_containers,

@@ -11,22 +11,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cri_tests::both_handlers;
 use cri_tests::*;
-
-macro_rules! both_handlers {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn rust() {
-                super::$name(&cri_tests::Cri::connect(), "rust")
-            }
-            #[test]
-            fn runc() {
-                super::$name(&cri_tests::Cri::connect(), "runc")
-            }
-        }
-    )*};
-}
 
 both_handlers!(
     scope_has_the_limits_execs_updates_and_stats,
