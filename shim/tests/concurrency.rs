@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -288,5 +289,37 @@ fn fifty_concurrent_exec_stats_kill_rounds_leave_no_leak() {
     poller.join().unwrap();
     for id in &ids {
         assert_no_leftovers(id);
+    }
+}
+
+#[test]
+fn twenty_concurrent_containers() {
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let id = format!("conc{i}");
+            let c = ctr(&[
+                "run",
+                "--rm",
+                "--runtime",
+                RUNTIME,
+                IMAGE,
+                &id,
+                "sh",
+                "-c",
+                "echo $$",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+            (id, c)
+        })
+        .collect();
+    for (id, c) in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{id}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stdout), "1\n", "{id}");
+        assert_no_leftovers(&id);
     }
 }

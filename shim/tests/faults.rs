@@ -1,5 +1,5 @@
 //! Faults that must not disturb running containers. Restarting containerd
-//! would break concurrent tests, so these run in their own binary, after e2e,
+//! would break concurrent tests, so these run in their own binary, after the others,
 //! one at a time. Needs root, and scripts/test's private containerd.
 
 mod common;
@@ -127,4 +127,24 @@ fn debug_logs_only_with_debug() {
         lines.iter().all(|l| l.starts_with("time=\"20")),
         "not containerd's time format: {lines:#?}"
     );
+}
+
+#[test]
+fn killed_shim_is_cleaned_up_by_delete() {
+    let _one_at_a_time = serial();
+    let id = "shimkill";
+    run_detached(id, &[], &["sleep", "1000"]);
+    let shims = shim_pids_for(id);
+    assert_eq!(shims.len(), 1);
+    // containerd notices the dead shim and runs our `delete`, which must remove
+    // the container's processes, cgroup, rootfs mount and work dir.
+    // SAFETY: kill takes only integers and touches no memory of ours.
+    unsafe { libc::kill(shims[0], libc::SIGKILL) };
+    wait_for("task gone or stopped", Duration::from_secs(20), || {
+        task_status(id).is_none_or(|s| s == "STOPPED" || s == "UNKNOWN")
+    });
+    let _ = run(&["task", "rm", "-f", id]);
+    let crm = run(&["c", "rm", id]);
+    assert!(crm.status.success(), "{}", text(&crm.stderr));
+    assert_no_leftovers(id);
 }

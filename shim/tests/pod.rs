@@ -227,3 +227,63 @@ fn a_pod_member_shares_the_sandbox_pid_namespace_and_dies_with_it() {
     assert_no_leftovers(member);
     assert_no_leftovers(short);
 }
+
+/// Shim processes (any container id) serving our private containerd.
+fn all_shims() -> usize {
+    ["podc1", "podc2"]
+        .iter()
+        .map(|id| shim_pids_for(id).len())
+        .sum()
+}
+
+#[test]
+fn one_shim_serves_a_pod() {
+    // Containers naming the same sandbox share one shim (CRI's grouping).
+    let ann = "io.kubernetes.cri.sandbox-id=pod-one";
+    for id in ["podc1", "podc2"] {
+        let o = run(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--annotation",
+            ann,
+            IMAGE,
+            id,
+            "sleep",
+            "1000",
+        ]);
+        assert!(o.status.success(), "{id}: {}", text(&o.stderr));
+        wait_for("task running", Duration::from_secs(20), || {
+            task_status(id).as_deref() == Some("RUNNING")
+        });
+    }
+    assert_eq!(
+        shim_pids_for("podc1").len(),
+        1,
+        "the first container's shim serves the pod"
+    );
+    assert_eq!(all_shims(), 1, "a second shim was started for the same pod");
+    // The shim stays while one container remains, and goes with the last.
+    kill_and_remove_keeping_shim("podc1");
+    assert_eq!(
+        all_shims(),
+        1,
+        "the pod's shim left with a container still in it"
+    );
+    assert_eq!(task_status("podc2").as_deref(), Some("RUNNING"));
+    kill_and_remove("podc2");
+    wait_for("pod shim gone", Duration::from_secs(10), || {
+        all_shims() == 0
+    });
+    assert_no_leftovers("podc1");
+}
+
+fn kill_and_remove_keeping_shim(id: &str) {
+    let _ = run(&["task", "kill", "-s", "KILL", id]);
+    wait_for("task stopped", Duration::from_secs(20), || {
+        task_status(id).as_deref() != Some("RUNNING")
+    });
+    assert!(run(&["task", "rm", id]).status.success());
+    assert!(run(&["c", "rm", id]).status.success());
+}

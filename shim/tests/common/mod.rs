@@ -348,3 +348,9 @@ pub fn run_detached(id: &str, opts: &[&str], cmd: &[&str]) {
         task_status(id).as_deref() == Some("RUNNING")
     });
 }
+
+/// Starts a detached container running a counter loop and waits until it runs.
+pub fn detached_counter(id: &str) {
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.02; done";
+    run_detached(id, &[], &["sh", "-c", script]);
+}
