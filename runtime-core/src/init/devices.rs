@@ -1,25 +1,14 @@
-//! `/dev` contents. Which devices may be opened is the device controller's
-//! decision: `crate::cgroups::devices`.
+//! `/dev` contents: the nodes `mountplan` lists, made (or bound from the host) and
+//! checked. Which devices may be opened is the device controller's decision:
+//! `crate::cgroups::devices`.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDeviceType, Spec};
-
 use super::fsutil;
+use super::mountplan::{DevStep, Node};
 use crate::error::{Error, Result};
-
-/// The devices every container gets (runtime-spec "Default Devices").
-/// In runc's order (mount order shows in mountinfo with a user namespace).
-const DEFAULT: &[(&str, u64, u64)] = &[
-    ("null", 1, 3),
-    ("random", 1, 8),
-    ("full", 1, 7),
-    ("tty", 5, 0),
-    ("zero", 1, 5),
-    ("urandom", 1, 9),
-];
 
 const SYMLINKS: &[(&str, &str)] = &[
     ("fd", "/proc/self/fd"),
@@ -27,17 +16,6 @@ const SYMLINKS: &[(&str, &str)] = &[
     ("stdout", "/proc/self/fd/1"),
     ("stderr", "/proc/self/fd/2"),
 ];
-
-/// A device node to create.
-#[derive(Clone, Copy)]
-struct Node {
-    kind: libc::mode_t,
-    major: u64,
-    minor: u64,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-}
 
 /// Creates a device node at `path` (inside the rootfs) and checks the result:
 /// the node we then use must be exactly the device asked for.
@@ -163,77 +141,13 @@ fn bind_host_node(root: RawFd, path: &Path) -> Result<()> {
     )
 }
 
-fn spec_devices(spec: &Spec) -> impl Iterator<Item = &oci_spec::runtime::LinuxDevice> {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-}
-
-/// `linux.devices[]` of type `p`: a named pipe, made with `mknod` (which needs
-/// no capability for a FIFO, so also in a user namespace, where there is no
-/// host node to bind).
-fn fifo_node(d: &oci_spec::runtime::LinuxDevice) -> Option<Node> {
-    (d.typ() == LinuxDeviceType::P).then(|| Node {
-        kind: libc::S_IFIFO,
-        major: 0,
-        minor: 0,
-        mode: d.file_mode().unwrap_or(0o666),
-        uid: d.uid().unwrap_or(0),
-        gid: d.gid().unwrap_or(0),
-    })
-}
-
-pub fn populate(root: RawFd, spec: &Spec, userns: bool) -> Result<()> {
-    if userns {
-        for (name, _, _) in DEFAULT {
-            bind_host_node(root, &Path::new("/dev").join(name))?;
+/// Walks the plan's `/dev` steps (`mountplan::plan`), then the standard symlinks.
+pub fn populate(root: RawFd, steps: &[DevStep]) -> Result<()> {
+    for step in steps {
+        match step {
+            DevStep::Node { path, node } => mknod(root, path, node)?,
+            DevStep::BindHost(path) => bind_host_node(root, path)?,
         }
-        for d in spec_devices(spec) {
-            match fifo_node(d) {
-                Some(node) => mknod(root, d.path(), &node)?,
-                None => bind_host_node(root, d.path())?,
-            }
-        }
-        return symlinks(root);
-    }
-    for (name, major, minor) in DEFAULT {
-        let node = Node {
-            kind: libc::S_IFCHR,
-            major: *major,
-            minor: *minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        };
-        mknod(root, &Path::new("/dev").join(name), &node)?;
-    }
-    for d in spec_devices(spec) {
-        if let Some(node) = fifo_node(d) {
-            mknod(root, d.path(), &node)?;
-            continue;
-        }
-        let kind = match d.typ() {
-            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
-            LinuxDeviceType::B => libc::S_IFBLK,
-            LinuxDeviceType::P => libc::S_IFIFO, // made by fifo_node above
-            LinuxDeviceType::A => {
-                return Err(Error::unsupported(
-                    format!("linux.devices[{}].type", d.path().display()),
-                    "\"a\" is only valid in cgroup rules",
-                ))
-            }
-        };
-        let node = Node {
-            kind,
-            major: d.major() as u64,
-            minor: d.minor() as u64,
-            mode: d.file_mode().unwrap_or(0o666),
-            uid: d.uid().unwrap_or(0),
-            gid: d.gid().unwrap_or(0),
-        };
-        mknod(root, d.path(), &node)?;
     }
     symlinks(root)
 }

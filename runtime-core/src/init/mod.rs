@@ -20,6 +20,7 @@ pub mod devices;
 mod fsutil;
 pub mod keyring;
 pub(crate) mod mountattr;
+pub(crate) mod mountplan;
 mod namespaces;
 mod process;
 pub(crate) mod propagation;

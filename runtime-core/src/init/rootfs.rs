@@ -1,33 +1,35 @@
-//! The container's filesystem view: spec mounts, `/dev`, `pivot_root`,
-//! masked and read-only paths.
+//! The container's filesystem view: the executor of the mount plan (`mountplan`):
+//! spec mounts, `/dev`, `pivot_root`, masked and read-only paths.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use oci_spec::runtime::{Mount, Spec};
+use oci_spec::runtime::Spec;
 
 use super::fsutil::{self, cstr, fd_path};
 use super::mountattr::IdmapTrees;
-use super::namespaces::Plan;
+use super::mountplan::{mask_action, CgroupMount, MaskAction, MountKind, MountStep, PathStep};
+use super::namespaces::Plan as NsPlan;
 use crate::channel::CgroupDir;
 use crate::error::{Error, Result};
-use crate::mountopts::{parse_options, MountOpts, RecAttr};
 
+/// Walks the mount plan (`mountplan::plan`, decided before anything is mounted):
+/// propagation, the rootfs bound onto itself, `mounts[]`, `/dev`, the
+/// createContainer hooks, `pivot_root`, sysctls, read-only and masked paths,
+/// `root.readonly`, propagation of the new `/`.
 pub fn prepare(
     spec: &Spec,
     bundle: &Path,
     rootfs: &Path,
     cgroups: &[CgroupDir],
-    plan: &Plan,
+    ns: &NsPlan,
     idmap: &mut IdmapTrees,
     before_pivot: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
-    let linux = spec.linux().as_ref();
+    let plan = super::mountplan::plan(spec, bundle, cgroups, ns)?;
     // Propagation first: see `propagation` for the steps and why each.
-    let propagation =
-        super::propagation::plan(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
-    super::propagation::before_bind(&propagation, rootfs)?;
+    super::propagation::before_bind(&plan.propagation, rootfs)?;
     // pivot_root needs the new root to be a mount point.
     let root_c = cstr(rootfs);
     fsutil::mount(
@@ -42,48 +44,34 @@ pub fn prepare(
     let root: OwnedFd = root.into();
     let rootfd = root.as_raw_fd();
 
-    for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        mount_one(rootfd, bundle, m, cgroups, plan, idmap.take(i))?;
+    for step in &plan.mounts {
+        mount_one(rootfd, step, idmap.take(step.index))?;
     }
-    super::devices::populate(
-        rootfd,
-        spec,
-        plan.has(oci_spec::runtime::LinuxNamespaceType::User),
-    )?;
+    super::devices::populate(rootfd, &plan.devices)?;
     // createContainer hooks: the container's namespaces and mounts, the host's paths.
     before_pivot()?;
     pivot(rootfd)?;
     drop(root);
 
     let proc_ok = is_procfs(Path::new("/proc"));
-    if let Some(s) = linux
-        .and_then(|l| l.sysctl().as_ref())
-        .filter(|s| !s.is_empty())
-    {
+    if plan.sysctl {
         if !proc_ok {
             return Err(Error::unsupported(
                 "linux.sysctl",
                 "needs a proc mount at /proc",
             ));
         }
-        super::sysctl::apply(s)?;
+        if let Some(s) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+            super::sysctl::apply(s)?;
+        }
     }
-    // Read-only first, then masked (runc's order): a path in both ends up masked.
-    for p in linux
-        .and_then(|l| l.readonly_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        readonly(Path::new(p), proc_ok)?;
+    for step in &plan.paths {
+        match step {
+            PathStep::Readonly(p) => readonly(p, proc_ok)?,
+            PathStep::Mask(p) => mask(p, proc_ok)?,
+        }
     }
-    for p in linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        mask(Path::new(p), proc_ok)?;
-    }
-    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+    if plan.root_readonly {
         let fd = fsutil::open(libc::AT_FDCWD, Path::new("/"), libc::O_PATH)
             .map_err(|e| Error::sys("open", "/", e))?;
         let flags = libc::MS_BIND
@@ -92,132 +80,103 @@ pub fn prepare(
             | fsutil::locked_flags(fd.as_raw_fd());
         fsutil::mount(None, c"/", None, flags, None, &"root.readonly remount of /")?;
     }
-    super::propagation::after_pivot(&propagation)?;
+    super::propagation::after_pivot(&plan.propagation)?;
     Ok(())
 }
 
-/// One `mounts[]` entry, then its recursive `r*` attributes over the whole
+/// One `mounts[]` step, then its recursive `r*` attributes over the whole
 /// new mount tree (the plain flags of `mount(2)` reach the top mount only).
-fn mount_one(
-    root: RawFd,
-    bundle: &Path,
-    m: &Mount,
-    cgroups: &[CgroupDir],
-    plan: &Plan,
-    idmapped: Option<OwnedFd>,
-) -> Result<()> {
-    mount_entry(root, bundle, m, cgroups, plan, idmapped)?;
-    let rec = parse_options(m.options().as_deref().unwrap_or(&[])).rec;
-    if rec == RecAttr::default() {
-        return Ok(());
+fn mount_one(root: RawFd, step: &MountStep, idmapped: Option<OwnedFd>) -> Result<()> {
+    let what = &step.what;
+    let dest = &step.dest;
+    match &step.kind {
+        MountKind::Cgroup(cg) => mount_cgroup(root, dest, cg, what)?,
+        MountKind::Bind {
+            source,
+            recursive,
+            remount,
+        } => {
+            bind(root, step, source, *recursive, idmapped)?;
+            if let Some(r) = remount {
+                // The bind itself ignores flags: they need a remount of the new mount.
+                let target = fsutil::open(root, dest, libc::O_PATH)
+                    .map_err(|e| Error::sys("openat2", format!("{what} after bind"), e))?;
+                let flags = libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | r.set
+                    | (fsutil::locked_flags(target.as_raw_fd()) & !r.keep_locked_except);
+                fsutil::mount(
+                    None,
+                    &fd_path(&target),
+                    None,
+                    flags,
+                    None,
+                    &format_args!("{what} (remount)"),
+                )?;
+            }
+            set_propagation(root, dest, step.propagation, what)?;
+        }
+        MountKind::New {
+            source,
+            fstype,
+            flags,
+            data,
+        } => {
+            let target = fsutil::ensure(root, dest, true)?;
+            let src = CString::new(source.as_str()).unwrap();
+            let fstype = CString::new(fstype.as_str()).unwrap();
+            let data = data.as_deref().map(|d| CString::new(d).unwrap());
+            fsutil::mount(
+                Some(&src),
+                &fd_path(&target),
+                Some(&fstype),
+                *flags,
+                data.as_deref(),
+                what,
+            )?;
+            set_propagation(root, dest, step.propagation, what)?;
+        }
     }
-    let what = format!("mounts[{}]", m.destination().display());
-    let target = fsutil::open(root, m.destination(), libc::O_PATH)
+    let Some(rec) = step.rec else {
+        return Ok(());
+    };
+    let target = fsutil::open(root, dest, libc::O_PATH)
         .map_err(|e| Error::sys("openat2", format!("{what} (recursive options)"), e))?;
-    super::mountattr::set_recursive(target.as_raw_fd(), rec, &what)
+    super::mountattr::set_recursive(target.as_raw_fd(), rec, what)
 }
 
-fn mount_entry(
+/// The bind of a `mounts[]` step: onto a directory or a file after the source's
+/// kind, from an ID-mapped tree the helper made or from an fd of the source.
+fn bind(
     root: RawFd,
-    bundle: &Path,
-    m: &Mount,
-    cgroups: &[CgroupDir],
-    plan: &Plan,
+    step: &MountStep,
+    src: &Path,
+    recursive: bool,
     idmapped: Option<OwnedFd>,
 ) -> Result<()> {
-    let dest = m.destination();
-    let what = format!("mounts[{}]", dest.display());
-    if !dest.is_absolute() {
-        return Err(Error::unsupported(
-            &what,
-            "destination must be an absolute path",
-        ));
+    let what = &step.what;
+    let meta = std::fs::metadata(src)
+        .map_err(|e| Error::sys("stat", format!("{what} source {}", src.display()), e))?;
+    let target = fsutil::ensure(root, &step.dest, meta.is_dir())?;
+    if let Some(tree) = idmapped {
+        // Made (and ID-mapped) by the helper from the host's view of the source.
+        return super::mountattr::move_onto(tree, &target, what);
     }
-    if dest == Path::new("/") {
-        return Err(Error::unsupported(
-            &what,
-            "cannot mount over / (use root.path)",
-        ));
-    }
-    let typ = m.typ().as_deref().unwrap_or("none");
-    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-    let data = CString::new(opts.data.join(",")).unwrap();
-    let data = (!opts.data.is_empty()).then_some(data.as_c_str());
-
-    if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(root, dest, &opts, cgroups, plan, &what);
-    }
-    if opts.bind || typ == "bind" {
-        let src = m
-            .source()
-            .as_ref()
-            .ok_or_else(|| Error::unsupported(&what, "bind mount without source"))?;
-        let src = if src.is_absolute() {
-            src.clone()
-        } else {
-            bundle.join(src)
-        };
-        let meta = std::fs::metadata(&src)
-            .map_err(|e| Error::sys("stat", format!("{what} source {}", src.display()), e))?;
-        let target = fsutil::ensure(root, dest, meta.is_dir())?;
-        if let Some(tree) = idmapped {
-            // Made (and ID-mapped) by the helper from the host's view of the source.
-            super::mountattr::move_onto(tree, &target, &what)?;
-        } else {
-            // Open the source without following a final symlink swap; mount from its fd.
-            let src_fd =
-                std::fs::File::open(&src).map_err(|e| Error::sys("open", src.display(), e));
-            let src_c = match &src_fd {
-                Ok(f) => CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap(),
-                Err(_) => cstr(&src),
-            };
-            let rec = opts.flags & libc::MS_REC;
-            fsutil::mount(
-                Some(&src_c),
-                &fd_path(&target),
-                None,
-                libc::MS_BIND | rec,
-                None,
-                &what,
-            )?;
-        }
-        let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC);
-        if extra != 0 {
-            // The bind itself ignores flags: they need a remount of the new mount.
-            let target = fsutil::open(root, dest, libc::O_PATH)
-                .map_err(|e| Error::sys("openat2", format!("{what} after bind"), e))?;
-            let flags = libc::MS_BIND
-                | libc::MS_REMOUNT
-                | extra
-                | (fsutil::locked_flags(target.as_raw_fd()) & !opts.clear);
-            fsutil::mount(
-                None,
-                &fd_path(&target),
-                None,
-                flags,
-                None,
-                &format_args!("{what} (remount)"),
-            )?;
-        }
-        return set_propagation(root, dest, opts.propagation, &what);
-    }
-    let target = fsutil::ensure(root, dest, true)?;
-    let src = CString::new(
-        m.source()
-            .as_ref()
-            .map_or(typ.to_string(), |s| s.display().to_string()),
-    )
-    .unwrap();
-    let fstype = CString::new(typ).unwrap();
+    // Open the source without following a final symlink swap; mount from its fd.
+    let src_fd = std::fs::File::open(src).map_err(|e| Error::sys("open", src.display(), e));
+    let src_c = match &src_fd {
+        Ok(f) => CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap(),
+        Err(_) => cstr(src),
+    };
+    let rec = if recursive { libc::MS_REC } else { 0 };
     fsutil::mount(
-        Some(&src),
+        Some(&src_c),
         &fd_path(&target),
-        Some(&fstype),
-        opts.flags,
-        data,
-        &what,
-    )?;
-    set_propagation(root, dest, opts.propagation, &what)
+        None,
+        libc::MS_BIND | rec,
+        None,
+        what,
+    )
 }
 
 fn set_propagation(root: RawFd, dest: &Path, prop: libc::c_ulong, what: &str) -> Result<()> {
@@ -236,32 +195,22 @@ fn set_propagation(root: RawFd, dest: &Path, prop: libc::c_ulong, what: &str) ->
     )
 }
 
-/// `/sys/fs/cgroup`: with a cgroup namespace a real cgroup2 mount; otherwise
-/// (and on v1) a tmpfs with the container's own cgroup directories bound in,
-/// so it sees its cgroups and nothing of the host's.
-fn mount_cgroup(
-    root: RawFd,
-    dest: &Path,
-    opts: &MountOpts,
-    cgroups: &[CgroupDir],
-    plan: &Plan,
-    what: &str,
-) -> Result<()> {
-    let v2_only = cgroups.len() == 1 && cgroups[0].name.is_empty();
+/// `/sys/fs/cgroup` in the form the plan chose (see `mountplan::CgroupMount`).
+fn mount_cgroup(root: RawFd, dest: &Path, cg: &CgroupMount, what: &str) -> Result<()> {
     let target = fsutil::ensure(root, dest, true)?;
-    let flags = opts.flags & !(libc::MS_BIND | libc::MS_REC);
-    if v2_only {
-        if plan.has(oci_spec::runtime::LinuxNamespaceType::Cgroup) {
-            fsutil::mount(
+    let (dirs, readonly) = match cg {
+        CgroupMount::Cgroup2 { flags } => {
+            return fsutil::mount(
                 Some(c"cgroup"),
                 &fd_path(&target),
                 Some(c"cgroup2"),
-                flags,
+                *flags,
                 None,
                 &what,
-            )?;
-        } else {
-            let src = cstr(&cgroups[0].host_dir);
+            );
+        }
+        CgroupMount::BindV2 { host_dir, flags } => {
+            let src = cstr(host_dir);
             fsutil::mount(
                 Some(&src),
                 &fd_path(&target),
@@ -272,17 +221,18 @@ fn mount_cgroup(
             )?;
             let t = fsutil::open(root, dest, libc::O_PATH)
                 .map_err(|e| Error::sys("openat2", what, e))?;
-            fsutil::mount(
+            return fsutil::mount(
                 None,
                 &fd_path(&t),
                 None,
                 libc::MS_BIND | libc::MS_REMOUNT | flags,
                 None,
                 &what,
-            )?;
+            );
         }
-        return Ok(());
-    }
+        CgroupMount::Tmpfs { dirs, readonly } => (dirs, *readonly),
+    };
+    let ro = if readonly { libc::MS_RDONLY } else { 0 };
     fsutil::mount(
         Some(c"tmpfs"),
         &fd_path(&target),
@@ -291,11 +241,10 @@ fn mount_cgroup(
         Some(c"mode=755"),
         &what,
     )?;
-    for cg in cgroups {
-        let name = cg.name.strip_prefix("name=").unwrap_or(&cg.name);
+    for (name, host_dir) in dirs {
         let sub = dest.join(name);
         let t = fsutil::ensure(root, &sub, true)?;
-        let src = cstr(&cg.host_dir);
+        let src = cstr(host_dir);
         let w = format!("{what} ({name})");
         fsutil::mount(Some(&src), &fd_path(&t), None, libc::MS_BIND, None, &w)?;
         let t = fsutil::open(root, &sub, libc::O_PATH).map_err(|e| Error::sys("openat2", &w, e))?;
@@ -304,10 +253,10 @@ fn mount_cgroup(
             | libc::MS_NOSUID
             | libc::MS_NODEV
             | libc::MS_NOEXEC
-            | (flags & libc::MS_RDONLY);
+            | ro;
         fsutil::mount(None, &fd_path(&t), None, f, None, &w)?;
     }
-    if flags & libc::MS_RDONLY != 0 {
+    if readonly {
         let t =
             fsutil::open(root, dest, libc::O_PATH).map_err(|e| Error::sys("openat2", what, e))?;
         let f =
@@ -412,7 +361,7 @@ fn mask(p: &Path, proc_ok: bool) -> Result<()> {
         Err(e) => return Err(Error::sys("openat2", &what, e)),
     };
     let st = fsutil::fstat(fd.as_raw_fd()).map_err(|e| Error::sys("fstat", &what, e))?;
-    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+    if mask_action(st.st_mode & libc::S_IFMT == libc::S_IFDIR) == MaskAction::ReadonlyTmpfs {
         return fsutil::mount(
             Some(c"tmpfs"),
             &fd_path(&fd),
