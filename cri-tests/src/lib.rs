@@ -498,6 +498,37 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Whether test `test` (a path, as [`needs_root!`] gives it) must be skipped: when not
+/// root. It then says so by name, `skipped: NAME needs root`, straight to stderr (libtest
+/// captures only the print macros), so a non-root `cargo test` lists what it did not run.
+/// A root run (scripts/test, CI) runs every test.
+pub fn skip_unless_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return false;
+    }
+    // libtest's name is the path without the crate's (the test binary's) name.
+    let name = test.split_once("::").map_or(test, |(_, n)| n);
+    let line = format!("skipped: {name} needs root\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    true
+}
+
+/// First line of a test that needs root (a private containerd with the CRI plugin):
+/// returns from it, naming it, when not run as root.
+#[macro_export]
+macro_rules! needs_root {
+    () => {
+        if $crate::skip_unless_root({
+            fn here() {}
+            let n = std::any::type_name_of_val(&here);
+            n.strip_suffix("::here").unwrap_or(n)
+        }) {
+            return;
+        }
+    };
+}
+
 /// `mod NAME { fn rust(); fn runc() }`: the scenario `NAME(&Cri, handler)` per handler.
 /// Shared by the test files that run each scenario under both handlers.
 #[macro_export]
@@ -506,10 +537,12 @@ macro_rules! both_handlers {
         mod $name {
             #[test]
             fn rust() {
+                $crate::needs_root!();
                 super::$name(&cri_tests::Cri::connect(), "rust")
             }
             #[test]
             fn runc() {
+                $crate::needs_root!();
                 super::$name(&cri_tests::Cri::connect(), "runc")
             }
         }

@@ -13,11 +13,13 @@ use cri_tests::*;
 
 #[test]
 fn bidirectional_rust() {
+    needs_root!();
     bidirectional(&Cri::connect(), "rust");
 }
 
 #[test]
 fn bidirectional_runc() {
+    needs_root!();
     bidirectional(&Cri::connect(), "runc");
 }
 

@@ -21,6 +21,7 @@ const LEN: u32 = 65536;
 #[ignore = "known failure (issue 10 item 7 open): on containerd 2.1.9 our sandbox fails with \
             EOVERFLOW at mkdirat dev/pts on the ID-mapped overlay; run with --ignored"]
 fn userns_pod_with_a_volume_rust() {
+    needs_root!();
     if let Some(c) = connect_if_supported("userns_pod_with_a_volume_rust") {
         userns_pod(&c, "rust", 40 * LEN);
     }
@@ -30,6 +31,7 @@ fn userns_pod_with_a_volume_rust() {
 #[ignore = "known failure: Debian's runc 1.1.5 has no mountExtensions.idmap feature, so \
             containerd 2.1.9 refuses the ID-mapped volume; needs runc >= 1.2; run with --ignored"]
 fn userns_pod_with_a_volume_runc() {
+    needs_root!();
     if let Some(c) = connect_if_supported("userns_pod_with_a_volume_runc") {
         userns_pod(&c, "runc", 41 * LEN);
     }

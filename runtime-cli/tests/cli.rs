@@ -1,6 +1,8 @@
 //! The runc-compatible lifecycle, driven as OCI tooling does: one process per
 //! command. Needs root (CI is root).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -52,6 +54,7 @@ impl Cli {
 
 #[test]
 fn create_start_state_kill_delete() {
+    needs_root!();
     let tmp = std::env::temp_dir().join(format!("rshim-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let bundle = tmp.join("bundle");
@@ -154,6 +157,7 @@ fn create_start_state_kill_delete() {
 
 #[test]
 fn unknown_command_and_features() {
+    needs_root!();
     let cli = Cli {
         root: std::env::temp_dir().join("rshim-cli-none"),
     };
@@ -177,6 +181,7 @@ fn unknown_command_and_features() {
 
 #[test]
 fn unsupported_flag_is_one_logged_error_and_nothing_is_made() {
+    needs_root!();
     let tmp = std::env::temp_dir().join(format!("rshim-cli-flag-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
@@ -257,6 +262,7 @@ fn wait_stopped(cli: &Cli, id: &str) {
 /// Item 1: a default-deny seccomp profile written before close_range existed.
 #[test]
 fn seccomp_profile_without_close_range() {
+    needs_root!();
     let profile: serde_json::Value = serde_json::from_slice(
         &std::fs::read(repo().join("test-bundles/seccomp-linux-5.8.json")).unwrap(),
     )
@@ -279,6 +285,7 @@ fn seccomp_profile_without_close_range() {
 /// by someone else), with the state of a stopped container.
 #[test]
 fn poststop_hooks_run_on_delete() {
+    needs_root!();
     let (tmp, bundle, cg) = bundle_with("poststop", "exit 0", |_| {});
     let out = tmp.join("poststop.json");
     let cfg = bundle.join("config.json");
@@ -313,6 +320,7 @@ fn poststop_hooks_run_on_delete() {
 /// look up exec.fifo there; it gets the fd from the helper.
 #[test]
 fn exec_fifo_with_user_namespace() {
+    needs_root!();
     let (tmp, bundle, cg) = bundle_with("usernsfifo", "id -u; cat /proc/self/uid_map", |v| {
         v["linux"]["namespaces"]
             .as_array_mut()

@@ -2,6 +2,8 @@
 //! tooling drives it: large exec args, ids of -1, every rootfsPropagation
 //! value on a rootfs that is a shared mount. Needs root (CI is root).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -120,6 +122,7 @@ impl Drop for Case {
 
 #[test]
 fn exec_with_one_and_a_half_mebibytes_of_args_then_exec_and_kill() {
+    needs_root!();
     let c = Case::new("bigexec");
     let b = c.bundle(&["sleep", "1000"], |_| {});
     let (ok, log) = c.create(&b, "bigexec");
@@ -137,6 +140,7 @@ fn exec_with_one_and_a_half_mebibytes_of_args_then_exec_and_kill() {
 
 #[test]
 fn ids_of_minus_one_are_refused_at_create() {
+    needs_root!();
     for (field, user) in [
         (
             "process.user.uid",
@@ -169,6 +173,7 @@ fn ids_of_minus_one_are_refused_at_create() {
 /// the volume and the host as under runc 1.1.5.
 #[test]
 fn every_rootfs_propagation_value_on_a_shared_rootfs() {
+    needs_root!();
     // value, container -> host, host -> container (volume), host -> container (rootfs)
     let cases = [
         ("", false, true, true),

@@ -106,7 +106,7 @@ mod tests {
             // Straight to fd 2, past libtest's capture: the skip is seen by name.
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
-                b"skipped (needs root): workdir::tests::userns_spec_gets_remapped_gid_0710\n",
+                b"skipped: workdir::tests::userns_spec_gets_remapped_gid_0710 needs root\n",
             );
             fs::remove_dir(&b).unwrap();
             return;

@@ -44,6 +44,7 @@ const PROBE: &str =
 /// eBPF program on cgroup v2); `--privileged` allows it (then ENXIO or data).
 #[test]
 fn device_rules_of_ctrs_default_spec_and_privileged() {
+    needs_root!();
     let o = run_rm(RUNTIME, "devdefault", &["sh", "-c", PROBE]);
     let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
     assert!(
@@ -77,6 +78,7 @@ fn device_rules_of_ctrs_default_spec_and_privileged() {
 /// shim: 24 ms) and delete leaves no cgroup, shim or bundle.
 #[test]
 fn sigkill_of_a_paused_task_stops_it() {
+    needs_root!();
     let id = "pausedkill";
     run_detached(id, &[], &["sh", "-c", "sleep 1000 & sleep 1000"]);
     let p = run(&["task", "pause", id]);
@@ -112,6 +114,7 @@ fn sigkill_of_a_paused_task_stops_it() {
 /// cgroup mounts.
 #[test]
 fn cgroups_path_with_dotdot_creates_nothing_outside() {
+    needs_root!();
     let id = "dotdot";
     let top = format!("rshim-dotdot-{}", std::process::id());
     let path = format!("/../../../../../{top}/../{top}/{id}");
@@ -161,6 +164,7 @@ fn metric(table: &str, key: &str) -> Option<u64> {
 /// `max` limits as u64::MAX (as containerd's runc shim reports them).
 #[test]
 fn cgroup_v2_metrics_move_and_limits_read_max() {
+    needs_root!();
     if skip_unless_v2_only("cgroup_v2_metrics_move_and_limits_read_max") {
         return;
     }
@@ -207,6 +211,7 @@ fn cgroup_v2_metrics_move_and_limits_read_max() {
 /// takes) writes the v2 files, device rules included.
 #[test]
 fn cgroup_v2_update_reaches_the_cgroup() {
+    needs_root!();
     if skip_unless_v2_only("cgroup_v2_update_reaches_the_cgroup") {
         return;
     }

@@ -194,6 +194,7 @@ fn checkpoint_twice(runtime: &str, id: &str, dir: &Path) -> (Vec<String>, Vec<St
 
 #[test]
 fn checkpoint_dumps_like_runc_or_says_why_not() {
+    needs_root!();
     if let Some(cause) = criu_check_error() {
         println!("branch: `criu check` fails here ({cause}): expecting Unimplemented");
         unavailable_here(&cause);

@@ -183,6 +183,7 @@ fn settled(shim: i32, floor: Option<Usage>) -> Usage {
 
 #[test]
 fn fifty_concurrent_exec_stats_kill_rounds_leave_no_leak() {
+    needs_root!();
     let ids = ids();
     for id in &ids {
         let o = run(&[
@@ -294,6 +295,7 @@ fn fifty_concurrent_exec_stats_kill_rounds_leave_no_leak() {
 
 #[test]
 fn twenty_concurrent_containers() {
+    needs_root!();
     let children: Vec<_> = (0..20)
         .map(|i| {
             let id = format!("conc{i}");

@@ -11,6 +11,7 @@ use common::*;
 
 #[test]
 fn events_in_containerds_order() {
+    needs_root!();
     let id = "evorder";
     let out = events_during(|| {
         let o = run_rm(RUNTIME, id, &["true"]);
@@ -30,6 +31,7 @@ fn events_in_containerds_order() {
 
 #[test]
 fn every_event_of_a_scripted_lifecycle_in_containerds_order() {
+    needs_root!();
     let id = "evlife";
     let out = events_during(|| {
         let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
@@ -97,6 +99,7 @@ fn every_event_of_a_scripted_lifecycle_in_containerds_order() {
 
 #[test]
 fn oom_is_reported_before_the_exit_it_caused() {
+    needs_root!();
     let id = "oomkill";
     let mut events = ctr(&["events"])
         .stdin(Stdio::null())

@@ -10,6 +10,7 @@ use common::*;
 
 #[test]
 fn exec_joins_the_container_and_propagates_exit_codes() {
+    needs_root!();
     let id = "exec";
     detached_counter(id);
     let init_uts = text(

@@ -53,6 +53,7 @@ fn read_to_eof(f: std::fs::File) -> std::thread::JoinHandle<Vec<u8>> {
 /// it gets a tty, and 1 MiB written to it arrives whole, in order.
 #[test]
 fn exec_terminal_comes_from_the_request_and_a_megabyte_arrives_whole() {
+    needs_root!();
     let id = "exectty-req";
     run_detached(id, &[], &["sleep", "600"]);
     let dir = std::env::temp_dir().join(format!("rshim-exectty-{}", std::process::id()));

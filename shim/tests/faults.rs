@@ -54,6 +54,7 @@ fn restart_containerd_with_debug(debug: bool) {
 
 #[test]
 fn containers_survive_a_containerd_restart() {
+    needs_root!();
     let _one_at_a_time = serial();
     let id = "survivor";
     let script = "trap 'exit 7' TERM; while true; do sleep 0.1; done";
@@ -103,6 +104,7 @@ fn shim_log_lines(id: &str, level: &str) -> Vec<String> {
 
 #[test]
 fn debug_logs_only_with_debug() {
+    needs_root!();
     let _one_at_a_time = serial();
     // containerd at info passes no -debug: the shim keeps quiet.
     restart_containerd_with_debug(false);
@@ -131,6 +133,7 @@ fn debug_logs_only_with_debug() {
 
 #[test]
 fn killed_shim_is_cleaned_up_by_delete() {
+    needs_root!();
     let _one_at_a_time = serial();
     let id = "shimkill";
     run_detached(id, &[], &["sleep", "1000"]);

@@ -83,6 +83,7 @@ fn refused_at_create(id: &str, cfg: &Path, want: &str) {
 
 #[test]
 fn exec_with_one_and_a_half_mebibytes_of_args_then_every_call_still_answers() {
+    needs_root!();
     let id = "bigexec";
     run_detached(id, &[], &["sleep", "1000"]);
     let filler = "a".repeat(1023);
@@ -118,6 +119,7 @@ fn exec_with_one_and_a_half_mebibytes_of_args_then_every_call_still_answers() {
 
 #[test]
 fn init_args_over_the_execve_limit_are_one_error_at_create() {
+    needs_root!();
     let dir = scratch("bigargs");
     let cfg = config(&dir, "bigargs", |v| {
         let mut args = vec!["/bin/sh".to_string(), "-c".into(), "echo $#".into()];
@@ -130,6 +132,7 @@ fn init_args_over_the_execve_limit_are_one_error_at_create() {
 
 #[test]
 fn ids_of_minus_one_are_refused_for_the_init() {
+    needs_root!();
     let dir = scratch("uid");
     for (id, field, user) in [
         (
@@ -156,6 +159,7 @@ fn ids_of_minus_one_are_refused_for_the_init() {
 
 #[test]
 fn ids_of_minus_one_are_refused_for_an_exec() {
+    needs_root!();
     use containerd_shim_protos::api::{ExecProcessRequest, StartRequest};
     use containerd_shim_protos::protobuf::MessageField;
 
@@ -213,6 +217,7 @@ fn ids_of_minus_one_are_refused_for_an_exec() {
 
 #[test]
 fn a_failed_start_leaves_a_stopped_task_that_deletes_cleanly() {
+    needs_root!();
     // Executable but not a program: execve fails (ENOEXEC) only at Start.
     let dir = scratch("badexe");
     let bad = dir.join("notelf");
@@ -293,6 +298,7 @@ fn sh(cmd: &str) {
 /// in the host mount's own peer group.
 #[test]
 fn every_rootfs_propagation_value_runs_and_propagates_as_runc() {
+    needs_root!();
     // value, container -> host, host -> container
     let cases = [
         ("", false, true),

@@ -83,6 +83,7 @@ fn info_answers_runtime_info_with_features() {
 /// containerd 1.x has no runtime introspection: nothing to ask there.
 #[test]
 fn containerd_introspection_shows_our_features() {
+    needs_root!();
     if env().version.starts_with("1.") {
         eprintln!("containerd {} has no runtime introspection", env().version);
         return;
@@ -110,6 +111,7 @@ fn containerd_introspection_shows_our_features() {
 /// host's cgroup mode named, exit 0 (containers run here).
 #[test]
 fn check_diagnoses_this_host() {
+    needs_root!();
     let config = env().state.parent().unwrap().join("config.toml");
     let o = shim()
         .args(["check", "-containerd-config"])
@@ -185,6 +187,7 @@ fn check_diagnoses_this_host() {
 /// reach stderr of `start`, and the shim's log FIFO when serving.
 #[test]
 fn panic_hook_writes_to_stderr_and_the_log() {
+    needs_root!();
     let bin = std::env::var("RSHIM_TEST_PANIC_BIN").expect(
         "RSHIM_TEST_PANIC_BIN is not set: scripts/test builds the shim with --features test-panic and sets it",
     );

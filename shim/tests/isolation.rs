@@ -4,11 +4,11 @@
 
 mod common;
 
-
 use common::*;
 
 #[test]
 fn inside_the_container() {
+    needs_root!();
     let host_uts = std::fs::read_link("/proc/self/ns/uts").unwrap();
     let script = "echo pid=$$; readlink /proc/self/ns/uts; hostname inner-name && hostname; \
                   ls /proc/self/fd | tr '\\n' ' '; echo; cat /proc/self/mountinfo";
@@ -71,6 +71,7 @@ fn nix_hostname() -> String {
 
 #[test]
 fn user_namespace_container() {
+    needs_root!();
     use std::os::unix::fs::MetadataExt;
     let id = "userns";
     run_detached(
@@ -124,6 +125,7 @@ fn user_namespace_container() {
 
 #[test]
 fn containerd_default_seccomp_profile() {
+    needs_root!();
     // ctr --seccomp: containerd's default profile (Docker's), applied by runtime-core.
     let o = run(&[
         "run",
@@ -148,6 +150,7 @@ fn containerd_default_seccomp_profile() {
 
 #[test]
 fn seccomp_profile_without_close_range() {
+    needs_root!();
     // A default-deny profile written for Linux 5.8 (no close_range), for the
     // init and for an exec (which gets the container's profile).
     let profile = repo().join("test-bundles/seccomp-linux-5.8.json");

@@ -12,6 +12,7 @@ use common::*;
 
 #[test]
 fn sigkilled_init_reports_137() {
+    needs_root!();
     let id = "sigkill";
     let mut child = ctr(&[
         "run",
@@ -39,6 +40,7 @@ fn sigkilled_init_reports_137() {
 
 #[test]
 fn detached_lifecycle_leaves_nothing() {
+    needs_root!();
     let id = "lifecycle";
     run_detached(
         id,
@@ -71,6 +73,7 @@ fn detached_lifecycle_leaves_nothing() {
 
 #[test]
 fn missing_rootfs_is_one_clear_error() {
+    needs_root!();
     let o = run(&[
         "run",
         "--rm",
@@ -89,6 +92,7 @@ fn missing_rootfs_is_one_clear_error() {
 
 #[test]
 fn unknown_namespace_is_one_clear_error() {
+    needs_root!();
     let o = run(&[
         "run",
         "--rm",
@@ -108,6 +112,7 @@ fn unknown_namespace_is_one_clear_error() {
 
 #[test]
 fn missing_command_is_one_clear_error() {
+    needs_root!();
     let o = run_rm(RUNTIME, "nocmd", &["/bin/no-such-command"]);
     assert!(!o.status.success());
     let err = text(&o.stderr);
@@ -130,6 +135,7 @@ fn counter(id: &str) -> u64 {
 
 #[test]
 fn pause_freezes_and_resume_thaws() {
+    needs_root!();
     let id = "pause";
     detached_counter(id);
     wait_for("counter moving", Duration::from_secs(10), || {
@@ -152,6 +158,7 @@ fn pause_freezes_and_resume_thaws() {
 
 #[test]
 fn metrics_are_the_hosts_type_with_plausible_numbers() {
+    needs_root!();
     if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         println!("SKIP metrics_are_the_hosts_type_with_plausible_numbers: v1 names; on this v2-only host cgroups::cgroup_v2_metrics_move_and_limits_read_max checks the v2 ones");
         return;
@@ -196,6 +203,7 @@ fn metrics_are_the_hosts_type_with_plausible_numbers() {
 
 #[test]
 fn update_reaches_the_cgroup() {
+    needs_root!();
     // ctr has no `task update`: call the shim's Task API (the one containerd uses) directly.
     if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         println!("SKIP update_reaches_the_cgroup: v1 files; on this v2-only host cgroups::cgroup_v2_update_reaches_the_cgroup checks the v2 ones");
@@ -231,6 +239,7 @@ fn version_flag() {
 
 #[test]
 fn runc_shim_reference_agrees_on_exit_code() {
+    needs_root!();
     // The same command through the Go runc shim of this containerd: same answer.
     let o = run_rm(RUNC, "ref-runc", &["sh", "-c", "echo hi; exit 3"]);
     assert_eq!(
@@ -251,6 +260,7 @@ fn runc_binary() -> String {
 
 #[test]
 fn go_runc_shim_drives_our_cli() {
+    needs_root!();
     let cli = runc_binary();
     let o = run(&[
         "run",

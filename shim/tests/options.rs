@@ -41,6 +41,7 @@ fn run_with_config(id: &str, config: &std::path::Path, cmd: &[&str]) -> std::pro
 /// shim (so a process running as that user can reopen /proc/self/fd/1).
 #[test]
 fn io_uid_and_gid_own_the_stdio_pipes() {
+    needs_root!();
     let cfg = config_file("ioids", "IoUid = 4242\nIoGid = 4343\n");
     let o = run_with_config(
         "ioids",
@@ -72,6 +73,7 @@ fn io_uid_and_gid_own_the_stdio_pipes() {
 /// option, and nothing is left behind.
 #[test]
 fn refused_options_are_named_and_leave_nothing() {
+    needs_root!();
     for (id, toml, name) in [
         ("opt-nopivot", "NoPivotRoot = true\n", "NoPivotRoot"),
         ("opt-systemd", "SystemdCgroup = true\n", "SystemdCgroup"),
@@ -153,6 +155,7 @@ fn start(dir: &std::path::Path, id: &str, opts: &RuncOptions) -> std::process::O
 /// `start` with its name, and no shim or socket stays.
 #[test]
 fn shim_joins_shim_cgroup_in_every_hierarchy() {
+    needs_root!();
     let id = "shimcg";
     let cg = format!("rshim-test-shimcg-{}", std::process::id());
     let dir = std::env::temp_dir().join(format!("rshim-{cg}"));

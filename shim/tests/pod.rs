@@ -85,6 +85,7 @@ fn remove(id: &str) {
 
 #[test]
 fn orphans_in_the_host_pid_namespace_are_reaped_by_the_shim() {
+    needs_root!();
     let id = "orphans";
     // The init keeps orphaning: each subshell starts a sleep and exits at once.
     let script = "while true; do (sleep 0.05 &); sleep 0.1; done";
@@ -136,6 +137,7 @@ fn orphans_in_the_host_pid_namespace_are_reaped_by_the_shim() {
 
 #[test]
 fn a_pod_member_shares_the_sandbox_pid_namespace_and_dies_with_it() {
+    needs_root!();
     let (sandbox, member) = ("podsb", "podmember");
     let pod = format!("io.kubernetes.cri.sandbox-id={sandbox}");
     let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
@@ -238,6 +240,7 @@ fn all_shims() -> usize {
 
 #[test]
 fn one_shim_serves_a_pod() {
+    needs_root!();
     // Containers naming the same sandbox share one shim (CRI's grouping).
     let ann = "io.kubernetes.cri.sandbox-id=pod-one";
     for id in ["podc1", "podc2"] {

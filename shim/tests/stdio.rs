@@ -12,6 +12,7 @@ use common::*;
 
 #[test]
 fn exit_code_and_stdio_from_image() {
+    needs_root!();
     let o = run_rm(
         RUNTIME,
         "stdio-img",
@@ -25,6 +26,7 @@ fn exit_code_and_stdio_from_image() {
 
 #[test]
 fn exit_code_and_stdio_from_rootfs_dir() {
+    needs_root!();
     let r = rootfs();
     let o = run(&[
         "run",
@@ -46,6 +48,7 @@ fn exit_code_and_stdio_from_rootfs_dir() {
 
 #[test]
 fn stdin_round_trips() {
+    needs_root!();
     let mut child = ctr(&["run", "--rm", "--runtime", RUNTIME, IMAGE, "stdin", "cat"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -77,6 +80,7 @@ fn stdin_round_trips() {
 /// measured here), while the shim had written every byte.
 #[test]
 fn ten_megabytes_arrive_intact() {
+    needs_root!();
     use containerd_shim_protos::api::{
         CreateTaskRequest, DeleteRequest, ShutdownRequest, StartRequest, WaitRequest,
     };

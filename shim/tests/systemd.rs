@@ -87,6 +87,7 @@ fn assert_unit_gone(unit: &str, dir: &std::path::Path) {
 
 #[test]
 fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
+    needs_root!();
     if skip_without_systemd("systemd_scope_has_the_container_its_limits_execs_and_updates") {
         return;
     }
@@ -156,6 +157,7 @@ fn systemd_scope_has_the_container_its_limits_execs_and_updates() {
 
 #[test]
 fn systemd_nested_pod_slice_holds_the_scope() {
+    needs_root!();
     if skip_without_systemd("systemd_nested_pod_slice_holds_the_scope") {
         return;
     }
@@ -184,6 +186,7 @@ fn systemd_nested_pod_slice_holds_the_scope() {
 
 #[test]
 fn systemd_bad_slice_fails_create_with_one_error_and_leaves_nothing() {
+    needs_root!();
     if skip_without_systemd("systemd_bad_slice_fails_create_with_one_error_and_leaves_nothing") {
         return;
     }
@@ -212,6 +215,7 @@ fn systemd_bad_slice_fails_create_with_one_error_and_leaves_nothing() {
 
 #[test]
 fn systemd_refused_unit_fails_create_with_systemds_reason_and_leaves_nothing() {
+    needs_root!();
     if skip_without_systemd(
         "systemd_refused_unit_fails_create_with_systemds_reason_and_leaves_nothing",
     ) {
@@ -246,6 +250,7 @@ fn systemd_refused_unit_fails_create_with_systemds_reason_and_leaves_nothing() {
 /// is one error that says so, and nothing is left behind.
 #[test]
 fn systemd_form_without_systemd_is_one_clear_error() {
+    needs_root!();
     if systemd_booted() {
         eprintln!(
             "\n*** SKIPPED systemd_form_without_systemd_is_one_clear_error: systemd runs on this host ***\n"
@@ -282,6 +287,7 @@ fn systemd_form_without_systemd_is_one_clear_error() {
 /// cgroup in any hierarchy.
 #[test]
 fn systemd_form_on_cgroup_v1_is_refused_by_name() {
+    needs_root!();
     if !systemd_booted() || unified() {
         eprintln!(
             "\n*** SKIPPED systemd_form_on_cgroup_v1_is_refused_by_name: needs a cgroup v1 systemd \

@@ -30,6 +30,7 @@ fn in_terminal(rows: u16, cols: u16, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn run_with_a_terminal_and_its_size() {
+    needs_root!();
     let o = in_terminal(
         40,
         100,
@@ -61,6 +62,7 @@ fn run_with_a_terminal_and_its_size() {
 
 #[test]
 fn exec_with_a_terminal_and_its_size() {
+    needs_root!();
     let id = "exectty";
     detached_counter(id);
     let o = in_terminal(
