@@ -359,6 +359,20 @@ fn token_and_count(id: &str) -> Option<(String, u64)> {
     Some((tok.to_string(), n.parse().ok()?))
 }
 
+/// [`token_and_count`], retried: the shell truncates the file before each write.
+fn state_of(runtime: &str, id: &str) -> (String, u64) {
+    let mut got = None;
+    wait_for(
+        &format!("{runtime}: state of {id}"),
+        Duration::from_secs(20),
+        || {
+            got = token_and_count(id);
+            got.is_some()
+        },
+    );
+    got.unwrap()
+}
+
 /// Pid and command line, inside the container, of its init and its sleeper.
 fn stable_processes(id: &str) -> Vec<String> {
     let script =
@@ -440,7 +454,7 @@ fn restore_round_trip(runtime: &str, id: &str) {
     });
     let procs = stable_processes(id);
     assert_eq!(procs.len(), 2, "{runtime}: init and sleeper: {procs:?}");
-    let (token, before) = token_and_count(id).unwrap();
+    let (token, before) = state_of(runtime, id);
     let image = format!("localhost/rshim/ckpt-{id}:latest");
     let o = run(&["c", "checkpoint", "--task", id, &image]);
     assert!(
@@ -456,10 +470,12 @@ fn restore_round_trip(runtime: &str, id: &str) {
         text(&o.stderr),
         text(&o.stdout)
     );
-    wait_for("restored task running", Duration::from_secs(60), || {
-        task_status(id).as_deref() == Some("RUNNING")
-    });
-    let (tok1, n1) = token_and_count(id).expect("state after the restore");
+    wait_for(
+        &format!("{runtime}: restored task running"),
+        Duration::from_secs(60),
+        || task_status(id).as_deref() == Some("RUNNING"),
+    );
+    let (tok1, n1) = state_of(runtime, id);
     assert_eq!(
         tok1, token,
         "{runtime}: the restored shell has another token"
