@@ -54,6 +54,8 @@ pub struct Container {
     cgroup: Cgroup,
     /// The container's systemd unit, with a `slice:prefix:name` cgroupsPath.
     systemd: Option<Systemd>,
+    /// CRIU restored the tree, stopped; `start` continues it.
+    restored: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Channel {
@@ -110,6 +112,7 @@ impl Container {
                 seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
                 cgroup,
                 systemd,
+                restored: false.into(),
             }),
             Err(e) => {
                 if systemd.is_none() || started {
@@ -147,7 +150,33 @@ impl Container {
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             cgroup,
             systemd,
+            restored: false.into(),
         })
+    }
+
+    /// The container whose tree CRIU restored and left stopped
+    /// ([`crate::checkpoint::restore`]); `init` is our child.
+    pub(crate) fn restored(
+        id: &str,
+        bundle: &Path,
+        init: Pidfd,
+        spec: &oci_spec::runtime::Spec,
+        cgroup: Cgroup,
+    ) -> Container {
+        Container {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            init,
+            chan: std::sync::Mutex::new(None),
+            console: None,
+            hooks: spec.hooks().clone(),
+            annotations: spec.annotations().clone(),
+            oci_version: spec.version().clone(),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            cgroup,
+            systemd: None,
+            restored: true.into(),
+        }
     }
 
     /// The init's terminal master (once), when its process has `terminal`.
@@ -182,6 +211,18 @@ impl Container {
     /// the container in an `Arc` and must not serialize every other operation
     /// (kill, stats, exec) behind the start.
     pub fn start_shared(&self) -> Result<()> {
+        if self
+            .restored
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // The init first, so no child of it runs before it can reap it.
+            self.init.signal(libc::SIGCONT)?;
+            self.cgroup.signal_all(libc::SIGCONT)?;
+            if let Err(e) = self.run_hooks("poststart", "running") {
+                log::warn!("container {}: {e}", self.id);
+            }
+            return Ok(());
+        }
         let chan = self
             .chan
             .lock()

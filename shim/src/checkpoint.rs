@@ -7,13 +7,19 @@
 //! can have (Debian bookworm's 3.17) cannot checkpoint any process on kernels
 //! 6.13+, which split the vDSO's data pages into `[vvar]` and `[vvar_vclock]`
 //! (CRIU before 4.1 stops at start-up, "Unexpected rt vDSO area bounds",
-//! checkpoint-restore/criu#2532). Restore (Create with a checkpoint) is not
-//! implemented yet, on any host, and says so.
+//! checkpoint-restore/criu#2532).
+//!
+//! Restore is a Create with `checkpoint` set (containerd unpacks a
+//! checkpoint image there, `ctr container restore --live`), or with the
+//! runtime option `CriuImagePath`: runtime-core's restore (`criu restore`)
+//! brings the tree back at Create, stopped, and Start continues it; Wait,
+//! Kill, Delete and the exit event are those of any init.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use containerd_shim_protos::api::CreateTaskRequest;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message as _;
 use containerd_shim_protos::shim::oci::CheckpointOptions;
@@ -59,20 +65,90 @@ fn criu_verdict() -> &'static Result<(), String> {
     })
 }
 
-/// The message for a restore into container `id`, or for a Checkpoint
-/// where `criu check` fails.
+/// The message for a Checkpoint or restore of container `id` where `criu
+/// check` fails (see [`criu_works`]).
 pub fn unavailable(what: &str, id: &str) -> String {
     match criu_verdict() {
         Err(why) => format!(
             "{what} of container {id}: checkpoint/restore is not implemented by \
              containerd-shim-rust-v1 on this host: {why}"
         ),
-        Ok(()) => format!(
-            "{what} of container {id}: restore from a checkpoint is not implemented by \
-             containerd-shim-rust-v1 yet (criu check passes here, and Checkpoint works); \
-             use runtime io.containerd.runc.v2 to restore"
-        ),
+        Ok(()) => format!("{what} of container {id}: criu check passes here"),
     }
+}
+
+/// Where a restore reads its image and writes its log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreFrom {
+    pub image_dir: PathBuf,
+    pub work_dir: PathBuf,
+}
+
+/// Whether containerd's Create is a restore, and from where: the request's
+/// `checkpoint`, else the runtime option `CriuImagePath` (as the runc shim
+/// reads them); the work directory is `CriuWorkPath` or `BUNDLE/criu-work`.
+/// Refuses by name what a restore here cannot honour.
+pub fn restore_from(
+    bundle: &Path,
+    req: &CreateTaskRequest,
+    opts: &crate::options::Options,
+) -> Result<Option<RestoreFrom>, String> {
+    let image = if req.checkpoint.is_empty() {
+        &opts.criu_image_path
+    } else {
+        &req.checkpoint
+    };
+    if !req.parent_checkpoint.is_empty() {
+        return Err(format!(
+            "restore: parent_checkpoint {:?} is not supported: CRIU follows the image's \
+             own `parent` link to its pre-dumps (runc's restore takes no parent either); \
+             leave it empty",
+            req.parent_checkpoint
+        ));
+    }
+    if image.is_empty() {
+        return Ok(None);
+    }
+    if req.terminal {
+        return Err(
+            "restore with a terminal is not supported: the restored process's pty \
+                    comes back only over runc's console socket, which containerd does not \
+                    pass on restore; checkpoint and restore the task without a terminal \
+                    (or use io.containerd.runc.v2)"
+                .into(),
+        );
+    }
+    let work_dir = if opts.criu_work_path.is_empty() {
+        bundle.join("criu-work")
+    } else {
+        PathBuf::from(&opts.criu_work_path)
+    };
+    Ok(Some(RestoreFrom {
+        image_dir: image.into(),
+        work_dir,
+    }))
+}
+
+/// Restores container `req.id` from `from` (on a blocking thread, with the
+/// reaper gate held by the caller); our own work directory goes afterwards.
+pub fn restore(
+    req: &CreateTaskRequest,
+    from: &RestoreFrom,
+    stdio: runtime_core::Stdio,
+) -> runtime_core::Result<runtime_core::Container> {
+    let bundle = Path::new(&req.bundle);
+    let res = runtime_core::checkpoint::restore(runtime_core::checkpoint::RestoreOpts {
+        id: &req.id,
+        bundle,
+        stdio,
+        criu: PathBuf::new(),
+        image_dir: from.image_dir.clone(),
+        work_dir: from.work_dir.clone(),
+    });
+    if from.work_dir == bundle.join("criu-work") {
+        let _ = std::fs::remove_dir_all(&from.work_dir);
+    }
+    res
 }
 
 /// `criu check` passes on this host.
@@ -200,6 +276,75 @@ mod tests {
         o.image_path = "/opt-img".into();
         let d = dump_opts(Path::new("/b"), "", Some(&any(&o))).unwrap();
         assert_eq!(d.image_dir, Path::new("/opt-img"));
+    }
+
+    fn create(checkpoint: &str) -> CreateTaskRequest {
+        CreateTaskRequest {
+            id: "c1".into(),
+            bundle: "/b".into(),
+            checkpoint: checkpoint.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_create_is_a_restore_from_checkpoint_or_criu_image_path() {
+        let none = crate::options::Options::default();
+        assert_eq!(restore_from(Path::new("/b"), &create(""), &none), Ok(None));
+        let r = restore_from(Path::new("/b"), &create("/ck"), &none).unwrap();
+        assert_eq!(
+            r,
+            Some(RestoreFrom {
+                image_dir: "/ck".into(),
+                work_dir: "/b/criu-work".into(),
+            })
+        );
+        let opts = crate::options::Options {
+            criu_image_path: "/opt-img".into(),
+            criu_work_path: "/w".into(),
+            ..Default::default()
+        };
+        let r = restore_from(Path::new("/b"), &create(""), &opts)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.image_dir, Path::new("/opt-img"));
+        assert_eq!(r.work_dir, Path::new("/w"));
+        // The request's checkpoint wins over the option (containerd filled it from there).
+        let r = restore_from(Path::new("/b"), &create("/ck"), &opts)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.image_dir, Path::new("/ck"));
+        // A work path alone restores nothing.
+        let work_only = crate::options::Options {
+            criu_work_path: "/w".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            restore_from(Path::new("/b"), &create(""), &work_only),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn restore_refuses_parent_checkpoint_and_terminal_by_name() {
+        let none = crate::options::Options::default();
+        let mut req = create("/ck");
+        req.parent_checkpoint = "/parent".into();
+        let e = restore_from(Path::new("/b"), &req, &none).unwrap_err();
+        assert!(
+            e.contains("parent_checkpoint") && e.contains("/parent"),
+            "{e}"
+        );
+        let mut req = create("/ck");
+        req.terminal = true;
+        let e = restore_from(Path::new("/b"), &req, &none).unwrap_err();
+        assert!(e.contains("terminal") && e.contains("runc.v2"), "{e}");
+        // Not a restore: a terminal is fine, a parent checkpoint is still refused.
+        let mut req = create("");
+        req.terminal = true;
+        assert_eq!(restore_from(Path::new("/b"), &req, &none), Ok(None));
+        req.parent_checkpoint = "/parent".into();
+        assert!(restore_from(Path::new("/b"), &req, &none).is_err());
     }
 
     #[test]

@@ -193,17 +193,13 @@ impl Options {
             "this shim runs containers itself, not through a runc-compatible binary; \
              use runtime_type io.containerd.runc.v2 to run one",
         );
-        for (v, name) in [
-            (&self.criu_path, "CriuPath"),
-            (&self.criu_image_path, "CriuImagePath"),
-            (&self.criu_work_path, "CriuWorkPath"),
-        ] {
-            refuse(
-                !v.is_empty(),
-                name,
-                "checkpoint/restore is not implemented by this shim; remove it",
-            );
-        }
+        // CriuImagePath and CriuWorkPath are a restore's (crate::checkpoint::restore_from).
+        refuse(
+            !self.criu_path.is_empty(),
+            "CriuPath",
+            "checkpoint and restore run `criu` from the shim's PATH (containerd 2.0 \
+             dropped this option too); remove CriuPath",
+        );
         refuse(
             !self.task_api_address.is_empty(),
             "TaskApiAddress",
@@ -356,11 +352,14 @@ mod tests {
             "Root",
             "BinaryName",
             "CriuPath",
-            "CriuImagePath",
-            "CriuWorkPath",
         ] {
             assert!(r.contains(&format!("option {name} ")), "{name} in {r}");
         }
+        // A restore's image and work paths are taken (see checkpoint::restore_from).
+        assert!(
+            !r.contains("CriuImagePath") && !r.contains("CriuWorkPath"),
+            "{r}"
+        );
         assert!(Options::default().refusals().is_empty());
     }
 

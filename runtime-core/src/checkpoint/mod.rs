@@ -5,9 +5,10 @@
 //! - `--tree` the init (CRIU dumps its whole process tree), `--root` the
 //!   container's rootfs as this mount namespace sees it;
 //! - each bind mount of the spec (its source lies outside the rootfs), each
-//!   masked path that is a file (a bind of `/dev/null`) and, with a user
-//!   namespace, each device node (binds of the host's nodes) as an external
-//!   mount `DEST:DEST`, the key a restore maps back (runc's choice);
+//!   masked path that is a file (a bind of `/dev/null`, key `/dev/null`)
+//!   and, with a user namespace, each device node (binds of the host's
+//!   nodes) as an external mount `DEST:DEST`, the key a restore maps back
+//!   (runc's choices);
 //! - a net or pid namespace the spec joins by path is not the container's:
 //!   `--external net[INODE]:extRootNetNS` (pid: `extRootPidNS`), as runc;
 //! - the cgroup with `--manage-cgroups=MODE` (containerd's `cgroups_mode`,
@@ -32,8 +33,15 @@ use oci_spec::runtime::Spec;
 use crate::container::Container;
 use crate::error::{Error, Result};
 
+mod restore;
 #[cfg(test)]
 mod tests;
+
+pub use restore::{parse_descriptors, restore, restore_args, Plan, RestoreOpts, Where};
+
+/// Device nodes a container with a user namespace gets as binds of the
+/// host's (external mounts to CRIU), besides the spec's own.
+const USERNS_DEVICES: &[&str] = &["null", "zero", "full", "tty", "random", "urandom"];
 
 /// What containerd asks of a checkpoint (runc's CheckpointOptions).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -72,7 +80,7 @@ fn criu_ns(name: &str) -> Option<&'static str> {
     })
 }
 
-fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+pub(crate) fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
     m.typ().as_deref() == Some("bind")
         || m.options()
             .as_ref()
@@ -144,24 +152,26 @@ pub fn dump_args(
         a.push("--empty-ns".into());
         a.push(n.into());
     }
-    let mut ext = |dest: &Path| {
+    // `MOUNTPOINT:KEY` on dump.
+    let mut ext = |dest: &Path, key: &Path| {
         a.push("--ext-mount-map".into());
-        let d = dest.display();
-        a.push(format!("{d}:{d}").into());
+        a.push(format!("{}:{}", dest.display(), key.display()).into());
     };
     for m in spec.mounts().iter().flatten() {
         if is_bind(m) {
-            ext(m.destination());
+            ext(m.destination(), m.destination());
         }
     }
     let linux = spec.linux().as_ref();
+    // A masked file is a bind of /dev/null: recorded under the key
+    // `/dev/null` (runc's), which a restore maps back to the host's.
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
         .flatten()
     {
         if probe.is_file(Path::new(p)) {
-            ext(Path::new(p));
+            ext(Path::new(p), Path::new("/dev/null"));
         }
     }
     let namespaces = linux.and_then(|l| l.namespaces().as_ref());
@@ -170,8 +180,9 @@ pub fn dump_args(
             .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
     });
     if userns {
-        for d in ["null", "zero", "full", "tty", "random", "urandom"] {
-            ext(&Path::new("/dev").join(d));
+        for d in USERNS_DEVICES {
+            let p = Path::new("/dev").join(d);
+            ext(&p, &p);
         }
         for d in linux
             .and_then(|l| l.devices().as_ref())
@@ -179,7 +190,7 @@ pub fn dump_args(
             .flatten()
         {
             if d.typ() != oci_spec::runtime::LinuxDeviceType::P {
-                ext(d.path());
+                ext(d.path(), d.path());
             }
         }
     }

@@ -51,7 +51,7 @@ fn dump_names_tree_root_dirs_binds_masked_files_and_joined_netns() {
     assert!(has(&a, &["--log-file", "dump.log"]));
     assert!(has(&a, &["--ext-mount-map", "/data:/data"]));
     assert!(has(&a, &["--ext-mount-map", "/etc/hosts:/etc/hosts"]));
-    assert!(has(&a, &["--ext-mount-map", "/proc/kcore:/proc/kcore"]));
+    assert!(has(&a, &["--ext-mount-map", "/proc/kcore:/dev/null"]));
     assert!(
         !a.iter().any(|s| s.contains("/proc/acpi")),
         "a masked dir is a tmpfs CRIU dumps: {a:?}"
@@ -172,4 +172,142 @@ fn freezer_is_found_on_v2_and_v1() {
         Some(PathBuf::from("/sys/fs/cgroup/freezer/default/c1"))
     );
     assert_eq!(freezer_of("12:pids:/x\n", false), None);
+}
+
+fn restore(spec_json: &str, descriptors: &[&str]) -> Result<Plan> {
+    let d: Vec<String> = descriptors.iter().map(|s| s.to_string()).collect();
+    restore_args(
+        &spec(spec_json),
+        &Where {
+            root: Path::new("/b/criu-root"),
+            cgroup: Path::new("ns/c1"),
+            pidfile: Path::new("/w/restore.pid"),
+            descriptors: &d,
+            first_fd: 7,
+        },
+        Path::new("/img"),
+        Path::new("/w"),
+    )
+}
+
+fn strings(p: &Plan) -> Vec<String> {
+    p.args
+        .iter()
+        .map(|s| s.clone().into_string().unwrap())
+        .collect()
+}
+
+#[test]
+fn restore_maps_binds_masks_cgroup_stdio_and_joined_netns_back() {
+    let p = restore(SPEC, &["/dev/null", "pipe:[123]", "pipe:[124]"]).unwrap();
+    let a = strings(&p);
+    assert_eq!(a[0], "restore");
+    for pair in [
+        ["--images-dir", "/img"],
+        ["--work-dir", "/w"],
+        ["--log-file", "restore.log"],
+        ["--root", "/b/criu-root"],
+        ["--pidfile", "/w/restore.pid"],
+        ["--cgroup-root", "/ns/c1"],
+        // Binds by destination to their source on this host.
+        ["--ext-mount-map", "/data:/srv/data"],
+        ["--ext-mount-map", "/etc/hosts:/x/hosts"],
+        // Masked files were dumped under the key /dev/null.
+        ["--ext-mount-map", "/dev/null:/dev/null"],
+        // The joined network namespace is inherited on the first free fd.
+        ["--inherit-fd", "fd[7]:extRootNetNS"],
+        // stdout and stderr were pipes: criu's own fds 1 and 2 (the new pipes) replace them.
+        ["--inherit-fd", "fd[1]:pipe:[123]"],
+        ["--inherit-fd", "fd[2]:pipe:[124]"],
+    ] {
+        assert!(has(&a, &pair), "{pair:?} missing in {a:?}");
+    }
+    for f in [
+        "--restore-detached",
+        "--restore-sibling",
+        "--leave-stopped",
+        "--manage-cgroups",
+    ] {
+        assert!(a.contains(&f.to_string()), "{f} missing in {a:?}");
+    }
+    assert!(
+        !a.iter().any(|s| s.contains("fd[0]")),
+        "stdin was /dev/null: {a:?}"
+    );
+    assert!(
+        !a.iter().any(|s| s.starts_with("/proc:")),
+        "proc is the container's own"
+    );
+    assert_eq!(p.inherit, vec![(7, PathBuf::from("/var/run/netns/pod"))]);
+}
+
+#[test]
+fn restore_joins_ipc_and_uts_by_path_and_maps_userns_devices() {
+    let p = restore(
+        r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+        "linux":{"namespaces":[{"type":"user"},{"type":"mount"},
+          {"type":"ipc","path":"/proc/9/ns/ipc"},{"type":"uts","path":"/proc/9/ns/uts"},
+          {"type":"pid","path":"/proc/9/ns/pid"}],
+          "devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}}"#,
+        &[],
+    )
+    .unwrap();
+    let a = strings(&p);
+    assert!(has(&a, &["--join-ns", "ipc:/proc/9/ns/ipc"]), "{a:?}");
+    assert!(has(&a, &["--join-ns", "uts:/proc/9/ns/uts"]), "{a:?}");
+    assert!(has(&a, &["--inherit-fd", "fd[7]:extRootPidNS"]), "{a:?}");
+    assert!(
+        has(&a, &["--ext-mount-map", "/dev/null:/dev/null"]),
+        "{a:?}"
+    );
+    assert!(
+        has(&a, &["--ext-mount-map", "/dev/fuse:/dev/fuse"]),
+        "{a:?}"
+    );
+    assert!(!a.iter().any(|s| s.starts_with("fd[") && s.contains("pipe")));
+}
+
+#[test]
+fn restore_refuses_terminal_hooks_and_unjoinable_namespaces_by_name() {
+    let cases = [
+        (
+            r#"{"ociVersion":"1.0.2","process":{"terminal":true,"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"r"}}"#,
+            "process.terminal",
+        ),
+        (
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"hooks":{"createRuntime":[{"path":"/bin/true"}]}}"#,
+            "hooks.createRuntime",
+        ),
+        (
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"hooks":{"prestart":[{"path":"/bin/true"}]}}"#,
+            "hooks.prestart",
+        ),
+        (
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"namespaces":[{"type":"cgroup","path":"/proc/9/ns/cgroup"}]}}"#,
+            "linux.namespaces[cgroup].path",
+        ),
+        (
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"namespaces":[{"type":"user","path":"/proc/9/ns/user"}]}}"#,
+            "linux.namespaces[user].path",
+        ),
+    ];
+    for (json, field) in cases {
+        let e = restore(json, &[]).unwrap_err().to_string();
+        assert!(e.contains(field) && e.contains("runc.v2"), "{field}: {e}");
+    }
+    // Poststart and poststop hooks run as for a created container: no refusal.
+    restore(
+        r#"{"ociVersion":"1.0.2","root":{"path":"r"},"hooks":{"poststart":[{"path":"/bin/true"}]}}"#,
+        &[],
+    )
+    .unwrap();
+}
+
+#[test]
+fn descriptors_are_runcs_json_list() {
+    assert_eq!(
+        parse_descriptors(r#"["/dev/null","pipe:[5]","pipe:[6]"]"#).unwrap(),
+        ["/dev/null", "pipe:[5]", "pipe:[6]"]
+    );
+    assert!(parse_descriptors("{}").is_err());
 }

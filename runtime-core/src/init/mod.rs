@@ -17,7 +17,7 @@
 
 mod console;
 pub mod devices;
-mod fsutil;
+pub(crate) mod fsutil;
 pub mod keyring;
 pub(crate) mod mountattr;
 pub(crate) mod mountplan;

@@ -48,11 +48,13 @@ fn shares_pid_namespace(spec: &oci_spec::runtime::Spec) -> bool {
     })
 }
 
-/// Host-side creation, run on a blocking thread: work dir, rootfs, container.
+/// Host-side creation, run on a blocking thread: work dir, rootfs, container
+/// (created, or restored from a checkpoint).
 pub(super) fn create_blocking(
     req: &CreateTaskRequest,
     opts: &crate::options::Options,
     stdio: runtime_core::Stdio,
+    restore: Option<&crate::checkpoint::RestoreFrom>,
 ) -> runtime_core::Result<Created> {
     let bundle = PathBuf::from(&req.bundle);
     let spec = runtime_core::spec::load(&bundle)?;
@@ -89,12 +91,15 @@ pub(super) fn create_blocking(
     let _gate = reaper::spawning();
     let result =
         runtime_core::rootfs_mount::mount_all(&mounts, &bundle.join("rootfs")).and_then(|_| {
-            runtime_core::Container::create(runtime_core::CreateOpts {
-                exec_fifo: None,
-                id: &req.id,
-                bundle: &bundle,
-                stdio,
-            })
+            match restore {
+                Some(from) => crate::checkpoint::restore(req, from, stdio),
+                None => runtime_core::Container::create(runtime_core::CreateOpts {
+                    exec_fifo: None,
+                    id: &req.id,
+                    bundle: &bundle,
+                    stdio,
+                }),
+            }
         });
     match result {
         Ok(c) => {

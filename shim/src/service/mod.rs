@@ -111,14 +111,6 @@ impl Task for Service {
                 format!("container {} already exists", req.id),
             ));
         }
-        if !req.checkpoint.is_empty() {
-            let id = req.id.clone();
-            let msg =
-                tokio::task::spawn_blocking(move || crate::checkpoint::unavailable("Restore", &id))
-                    .await
-                    .map_err(join_err)?;
-            return Err(err(Code::UNIMPLEMENTED, msg));
-        }
         // containerd's runtime options (see crate::options): refused ones end
         // the create here, before anything is made.
         let opts = match req.options.as_ref() {
@@ -126,12 +118,29 @@ impl Task for Service {
             None => Ok(Default::default()),
         }
         .map_err(|e| err(Code::INVALID_ARGUMENT, format!("create {}: {e}", req.id)))?;
-        let refused = opts.refusals();
+        let mut refused = opts.refusals();
+        let restore = crate::checkpoint::restore_from(Path::new(&req.bundle), &req, &opts)
+            .unwrap_or_else(|e| {
+                refused.push(e);
+                None
+            });
         if !refused.is_empty() {
             return Err(err(
                 Code::INVALID_ARGUMENT,
                 format!("create {}: {}", req.id, refused.join("; ")),
             ));
+        }
+        if restore.is_some() {
+            let id = req.id.clone();
+            let unusable = tokio::task::spawn_blocking(move || {
+                (!crate::checkpoint::criu_works())
+                    .then(|| crate::checkpoint::unavailable("Restore", &id))
+            })
+            .await
+            .map_err(join_err)?;
+            if let Some(msg) = unusable {
+                return Err(err(Code::UNIMPLEMENTED, msg));
+            }
         }
         let io_ids = (opts.io_uid, opts.io_gid);
         // With a terminal, the pty (made in the container) replaces the pipes.
@@ -153,10 +162,12 @@ impl Task for Service {
             mut core,
             rootfs_mounted: mounted,
             kill_all_on_exit,
-        } = tokio::task::spawn_blocking(move || create_blocking(&r, &opts, stdio))
-            .await
-            .map_err(join_err)?
-            .map_err(core_err)?;
+        } = tokio::task::spawn_blocking(move || {
+            create_blocking(&r, &opts, stdio, restore.as_ref())
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(core_err)?;
         let io = match core.take_console() {
             Some(master) => {
                 match io::terminal(master, self.owner(&req.id), &req.stdin, &req.stdout).await {
