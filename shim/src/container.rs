@@ -134,14 +134,14 @@ impl Container {
     }
 
     /// Moves the kills the cgroup counted since the last call into
-    /// `oom_pending`, without waiting for any lock: an exit watcher calls it
-    /// first thing when its process is dead (the kill that caused the exit is
-    /// counted by then), before systemd removes an emptied scope's cgroup and
-    /// the count with it; the OOM watcher when the count changed (Start may
-    /// hold `event_order` for a while). Publishing is [`Self::publish_ooms`],
-    /// under `event_order`, by whoever comes first: a kill is published before
-    /// the exit it caused, whichever watcher took it. `Err` if the count could
-    /// not be read (the cgroup is gone).
+    /// `oom_pending`, without waiting for any lock (Start may hold
+    /// `event_order` for a while): the OOM watcher calls it when the count
+    /// changed, an exit watcher first thing when its process is dead (the kill
+    /// that caused the exit is counted by then; if systemd has removed the
+    /// emptied scope already, [`Self::take_ooms_from_parent`] stands in).
+    /// Publishing is [`Self::publish_ooms`], under `event_order`, by whoever
+    /// comes first: a kill is published before the exit it caused, whichever
+    /// watcher took it. `Err` if the count could not be read (the cgroup is gone).
     pub fn take_ooms(&self) -> runtime_core::Result<()> {
         let Some(w) = self.oom.lock().unwrap().clone() else {
             return Ok(());
@@ -149,6 +149,16 @@ impl Container {
         let n = w.get_ref().take()?;
         self.oom_pending.fetch_add(n, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// For an exit after the cgroup is gone: see `OomWatch::take_from_parent`.
+    fn take_ooms_from_parent(&self, died_of_sigkill: bool) -> runtime_core::Result<u64> {
+        let Some(w) = self.oom.lock().unwrap().clone() else {
+            return Ok(0);
+        };
+        let n = w.get_ref().take_from_parent(died_of_sigkill)?;
+        self.oom_pending.fetch_add(n, Ordering::SeqCst);
+        Ok(n)
     }
 
     /// One /tasks/oom per pending kill (v2 counts kills; v1 OOM situations).
@@ -205,15 +215,21 @@ pub fn watch_exit(
         };
         // Before anything else (see take_ooms): the count is final now.
         if let Err(e) = c.take_ooms() {
-            if code == 137 {
-                log::warn!(
-                    "container {} process {:?} died of SIGKILL and its OOM count could not \
-                     be read (an OOM kill may go unreported): {e}",
+            // The cgroup is gone (systemd removes an emptied scope at once).
+            match c.take_ooms_from_parent(code == 137) {
+                Ok(n) => log::debug!(
+                    "container {} process {:?} exited with {code}, its cgroup gone ({e}): \
+                     {n} OOM kill(s) found in the parent's count",
                     c.id,
                     p.exec_id
-                );
-            } else {
-                log::debug!("container {}: OOM count at exit: {e}", c.id);
+                ),
+                Err(e2) if code == 137 => log::warn!(
+                    "container {} process {:?} died of SIGKILL and no OOM count could be \
+                     read (an OOM kill may go unreported): {e}; {e2}",
+                    c.id,
+                    p.exec_id
+                ),
+                Err(e2) => log::debug!("container {}: OOM counts at exit: {e}; {e2}", c.id),
             }
         }
         crate::reaper::untrack(p.pid() as i32);
@@ -288,17 +304,11 @@ pub fn watch_exit(
 /// until the init has exited (its exit watcher takes the last count; nothing
 /// is left to kill then, and removing a cgroup wakes no waiter).
 pub fn watch_oom(c: Arc<Container>, w: OomWatch, publisher: Publisher) -> std::io::Result<()> {
-    // v2's memory.events wakes pollers with POLLPRI as soon as it changes;
-    // v1's eventfd is readable.
-    let interest = if w.is_v2() {
-        Interest::PRIORITY
-    } else {
-        Interest::READABLE
-    };
     // SAFETY: the watch owns its fd and is moved into the AsyncFd, so the fd
     // stays open and the same for the AsyncFd's whole life.
     let afd = Arc::new(
-        unsafe { AsyncFd::register_with_interest(w, interest) }.map_err(std::io::Error::from)?,
+        unsafe { AsyncFd::register_with_interest(w, Interest::READABLE) }
+            .map_err(std::io::Error::from)?,
     );
     *c.oom.lock().unwrap() = Some(afd.clone());
     tokio::spawn(async move {
@@ -306,7 +316,7 @@ pub fn watch_oom(c: Arc<Container>, w: OomWatch, publisher: Publisher) -> std::i
             let mut guard = tokio::select! {
                 biased;
                 _ = c.init.wait() => break,
-                r = afd.ready(interest) => match r {
+                r = afd.readable() => match r {
                     Ok(g) => g,
                     Err(_) => break,
                 },
