@@ -314,8 +314,8 @@ fn oom_kill_is_counted_once() {
     let watch = c.oom_watch().unwrap();
     c.start().unwrap();
     let st = c.init().reap_blocking().unwrap();
-    let kills = watch.as_ref().map(|w| w.take());
-    let again = watch.as_ref().map(|w| w.take());
+    let kills = watch.as_ref().map(|w| w.take().unwrap());
+    let again = watch.as_ref().map(|w| w.take().unwrap());
     c.delete().unwrap();
     let _ = std::fs::remove_dir_all(&b);
     assert_eq!(st.0, 137, "killed by SIGKILL");

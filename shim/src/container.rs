@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,9 +108,11 @@ pub struct Container {
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     /// The cgroup's OOM watch (v1 eventfd, v2 memory.events), shared by the
-    /// OOM watcher and the exit watchers of the init and execs (which take it
-    /// first, so /tasks/oom precedes the /tasks/exit it caused).
+    /// OOM watcher and the exit watchers of the init and execs: see
+    /// [`Container::take_ooms`].
     pub oom: Mutex<Option<Arc<AsyncFd<OomWatch>>>>,
+    /// OOM kills taken from the watch and not yet published.
+    pub oom_pending: AtomicU64,
     /// Taken by Start until its event is out, and by the exit watchers before
     /// they publish: a start event always precedes the exit event it belongs to.
     pub event_order: tokio::sync::Mutex<()>,
@@ -128,6 +130,45 @@ impl Container {
             Some(self.init.clone())
         } else {
             self.execs.lock().unwrap().get(exec_id).cloned()
+        }
+    }
+
+    /// Moves the kills the cgroup counted since the last call into
+    /// `oom_pending`, without waiting for any lock (Start may hold
+    /// `event_order` for a while): the OOM watcher calls it when the count
+    /// changed, an exit watcher first thing when its process is dead (the kill
+    /// that caused the exit is counted by then; if systemd has removed the
+    /// emptied scope already, [`Self::take_ooms_from_parent`] stands in).
+    /// Publishing is [`Self::publish_ooms`], under `event_order`, by whoever
+    /// comes first: a kill is published before the exit it caused, whichever
+    /// watcher took it. `Err` if the count could not be read (the cgroup is gone).
+    pub fn take_ooms(&self) -> runtime_core::Result<()> {
+        let Some(w) = self.oom.lock().unwrap().clone() else {
+            return Ok(());
+        };
+        let n = w.get_ref().take()?;
+        self.oom_pending.fetch_add(n, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// For an exit after the cgroup is gone: see `OomWatch::take_from_parent`.
+    fn take_ooms_from_parent(&self, died_of_sigkill: bool) -> runtime_core::Result<u64> {
+        let Some(w) = self.oom.lock().unwrap().clone() else {
+            return Ok(0);
+        };
+        let n = w.get_ref().take_from_parent(died_of_sigkill)?;
+        self.oom_pending.fetch_add(n, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// One /tasks/oom per pending kill (v2 counts kills; v1 OOM situations).
+    /// Called with `event_order` held.
+    fn publish_ooms(&self, publisher: &Publisher) {
+        for _ in 0..self.oom_pending.swap(0, Ordering::SeqCst) {
+            publisher.publish(Event::Oom(TaskOOM {
+                container_id: self.id.clone(),
+                ..Default::default()
+            }));
         }
     }
 
@@ -172,6 +213,25 @@ pub fn watch_exit(
                 None => guard.clear_ready(),
             }
         };
+        // Before anything else (see take_ooms): the count is final now.
+        if let Err(e) = c.take_ooms() {
+            // The cgroup is gone (systemd removes an emptied scope at once).
+            match c.take_ooms_from_parent(code == 137) {
+                Ok(n) => log::debug!(
+                    "container {} process {:?} exited with {code}, its cgroup gone ({e}): \
+                     {n} OOM kill(s) found in the parent's count",
+                    c.id,
+                    p.exec_id
+                ),
+                Err(e2) if code == 137 => log::warn!(
+                    "container {} process {:?} died of SIGKILL and no OOM count could be \
+                     read (an OOM kill may go unreported): {e}; {e2}",
+                    c.id,
+                    p.exec_id
+                ),
+                Err(e2) => log::debug!("container {}: OOM counts at exit: {e}; {e2}", c.id),
+            }
+        }
         crate::reaper::untrack(p.pid() as i32);
         if p.exec_id.is_empty() && c.kill_all_on_exit {
             // No pid namespace ends with this init: end what it leaves behind
@@ -209,17 +269,11 @@ pub fn watch_exit(
             }
         }
         let _order = c.event_order.lock().await;
-        // An OOM kill of this process (init or exec) is reported before its exit,
-        // whichever of the two watchers the kernel woke first.
-        {
-            let oom = c.oom.lock().unwrap().clone();
-            for _ in 0..oom.map_or(0, |w| w.get_ref().take()) {
-                publisher.publish(Event::Oom(TaskOOM {
-                    container_id: c.id.clone(),
-                    ..Default::default()
-                }));
-            }
-        }
+        // An OOM kill of this process (init or exec) is reported before its
+        // exit, whichever watcher took it. Kills counted since the first take
+        // (of other processes) come along; the cgroup may be gone by now.
+        let _ = c.take_ooms();
+        c.publish_ooms(&publisher);
         let at = events::now();
         log::debug!(
             "container {} process {:?} exited with {code}",
@@ -246,7 +300,9 @@ pub fn watch_exit(
     Ok(())
 }
 
-/// Publishes /tasks/oom whenever the kernel's OOM killer acts in the container.
+/// Publishes /tasks/oom whenever the kernel's OOM killer acts in the container,
+/// until the init has exited (its exit watcher takes the last count; nothing
+/// is left to kill then, and removing a cgroup wakes no waiter).
 pub fn watch_oom(c: Arc<Container>, w: OomWatch, publisher: Publisher) -> std::io::Result<()> {
     // SAFETY: the watch owns its fd and is moved into the AsyncFd, so the fd
     // stays open and the same for the AsyncFd's whole life.
@@ -257,22 +313,27 @@ pub fn watch_oom(c: Arc<Container>, w: OomWatch, publisher: Publisher) -> std::i
     *c.oom.lock().unwrap() = Some(afd.clone());
     tokio::spawn(async move {
         loop {
-            let Ok(mut guard) = afd.readable().await else {
-                break;
+            let mut guard = tokio::select! {
+                biased;
+                _ = c.init.wait() => break,
+                r = afd.readable() => match r {
+                    Ok(g) => g,
+                    Err(_) => break,
+                },
             };
-            let _order = c.event_order.lock().await;
-            // Removing the cgroup at delete also fires the watch: not an OOM.
+            // v1: removing the cgroup at delete also fires the eventfd: not an OOM.
             if c.core.lock().unwrap().is_none() {
                 break;
             }
-            // One /tasks/oom per kill (v2 counts them; v1 signals OOM situations).
-            for _ in 0..afd.get_ref().take() {
-                publisher.publish(Event::Oom(TaskOOM {
-                    container_id: c.id.clone(),
-                    ..Default::default()
-                }));
+            if let Err(e) = c.take_ooms() {
+                log::debug!("container {}: OOM count: {e}", c.id);
             }
             guard.clear_ready();
+            drop(guard);
+            if c.oom_pending.load(Ordering::SeqCst) > 0 {
+                let _order = c.event_order.lock().await;
+                c.publish_ooms(&publisher);
+            }
         }
     });
     Ok(())

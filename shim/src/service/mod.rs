@@ -204,6 +204,7 @@ impl Task for Service {
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
             oom: Mutex::new(None),
+            oom_pending: Default::default(),
             event_order: tokio::sync::Mutex::new(()),
         });
         let oom_watch = c.core().map(|k| k.oom_watch());
