@@ -549,6 +549,7 @@ fn restore_into_new_bundle(beside: &str, id: &str, image: &Path) -> ttrpc::Error
 
 #[test]
 fn restored_container_goes_on_like_runcs_or_says_why_not() {
+    needs_root!();
     if let Some(cause) = criu_check_error() {
         println!("branch: `criu check` fails here ({cause}): expecting Unimplemented");
         let id = "rst";

@@ -334,6 +334,7 @@ const HOG: &str = "x=a; while true; do x=$x$x; done";
 /// (issue 9: a count read by path after that removal was lost, 1 run in 3).
 #[test]
 fn systemd_scope_oom_kills_of_exec_and_init_are_reported_before_their_exits() {
+    needs_root!();
     if skip_without_systemd(
         "systemd_scope_oom_kills_of_exec_and_init_are_reported_before_their_exits",
     ) {
