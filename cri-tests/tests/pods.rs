@@ -431,6 +431,16 @@ fn oom_killed_is_reported(c: &Cri, handler: &str) {
     resources(&mut cfg).memory_limit_in_bytes = 24 << 20;
     let id = pod.container(c, &cfg);
     let st = c.wait_exited(&id, Duration::from_secs(60));
+    // On cgroup v2 the Go runc shim (the reference, not ours) sometimes misses this OOM
+    // (seen in the guest on 2.1: exit 137, reason "Error"; the hog dies within a second
+    // of its start), as it does in a systemd scope: noted, not failed. Ours must say
+    // OOMKilled, and so must runc's on v1.
+    if handler == "runc" && is_v2() && st.reason == "Error" {
+        eprintln!("note: the runc shim reported no OOM for {id}: {st:?}");
+        assert_eq!(st.exit_code, 137, "{st:?}");
+        pod.destroy(c);
+        return;
+    }
     assert_eq!(
         (st.exit_code, st.reason.as_str()),
         (137, "OOMKilled"),
@@ -443,16 +453,61 @@ fn oom_killed_is_reported(c: &Cri, handler: &str) {
     pod.destroy(c);
 }
 
-/// A cgroup v1 file of a container, read from the host.
+/// The unified hierarchy alone at /sys/fs/cgroup (a cgroup v2 host, the guest).
+fn is_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A file of the container's cgroup: in `controller`'s v1 hierarchy, or the unified one.
 fn cgroup_file(pod: &Pod, id: &str, controller: &str, file: &str) -> String {
+    let hierarchy = if is_v2() {
+        "/sys/fs/cgroup".to_string()
+    } else {
+        format!("/sys/fs/cgroup/{controller}")
+    };
     let p = format!(
-        "/sys/fs/cgroup/{controller}/{}/{id}/{file}",
+        "{hierarchy}/{}/{id}/{file}",
         pod.cgroup_parent().trim_start_matches('/')
     );
     std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("read {p}: {e}"))
         .trim()
         .to_string()
+}
+
+/// The memory limit, CFS quota (period 100 ms) and cpu shares as the container's
+/// cgroup holds them, in that version's files: v1 memory.limit_in_bytes,
+/// cpu.cfs_quota_us and cpu.shares; v2 memory.max, cpu.max and cpu.weight,
+/// the weight compared with the shares converted as runc converts them.
+fn assert_limits(pod: &Pod, id: &str, memory: u64, quota: u64, shares: u64) {
+    if is_v2() {
+        assert_eq!(
+            cgroup_file(pod, id, "memory", "memory.max"),
+            memory.to_string()
+        );
+        assert_eq!(
+            cgroup_file(pod, id, "cpu", "cpu.max"),
+            format!("{quota} 100000")
+        );
+        let weight = 1 + ((shares - 2) * 9999) / 262142;
+        assert_eq!(
+            cgroup_file(pod, id, "cpu", "cpu.weight"),
+            weight.to_string()
+        );
+    } else {
+        assert_eq!(
+            cgroup_file(pod, id, "memory", "memory.limit_in_bytes"),
+            memory.to_string()
+        );
+        assert_eq!(
+            cgroup_file(pod, id, "cpu", "cpu.cfs_quota_us"),
+            quota.to_string()
+        );
+        assert_eq!(
+            cgroup_file(pod, id, "cpu", "cpu.shares"),
+            shares.to_string()
+        );
+    }
 }
 
 fn update_resources_reach_the_cgroup(c: &Cri, handler: &str) {
@@ -464,12 +519,7 @@ fn update_resources_reach_the_cgroup(c: &Cri, handler: &str) {
     r.cpu_quota = 50_000;
     r.cpu_shares = 512;
     let id = pod.container(c, &cfg);
-    assert_eq!(
-        cgroup_file(&pod, &id, "memory", "memory.limit_in_bytes"),
-        (100u64 << 20).to_string()
-    );
-    assert_eq!(cgroup_file(&pod, &id, "cpu", "cpu.cfs_quota_us"), "50000");
-    assert_eq!(cgroup_file(&pod, &id, "cpu", "cpu.shares"), "512");
+    assert_limits(&pod, &id, 100 << 20, 50_000, 512);
     let req = cri::UpdateContainerResourcesRequest {
         container_id: id.clone(),
         linux: Some(cri::LinuxContainerResources {
@@ -482,15 +532,20 @@ fn update_resources_reach_the_cgroup(c: &Cri, handler: &str) {
         ..Default::default()
     };
     c.call(c.rs().update_container_resources(req)).unwrap();
-    assert_eq!(
-        cgroup_file(&pod, &id, "memory", "memory.limit_in_bytes"),
-        (64u64 << 20).to_string()
-    );
-    assert_eq!(cgroup_file(&pod, &id, "cpu", "cpu.cfs_quota_us"), "25000");
-    assert_eq!(cgroup_file(&pod, &id, "cpu", "cpu.shares"), "256");
+    assert_limits(&pod, &id, 64 << 20, 25_000, 256);
     // CRI asks for no swap: memory+swap equals the memory limit (where the kernel
-    // accounts swap at all).
-    if std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+    // accounts swap at all): v1 memory.memsw.limit_in_bytes; v2 memory.swap.max
+    // (swap alone) is 0.
+    if is_v2() {
+        let dir = format!(
+            "/sys/fs/cgroup/{}/{id}",
+            pod.cgroup_parent().trim_start_matches('/')
+        );
+        if std::path::Path::new(&dir).join("memory.swap.max").exists() {
+            let swap = cgroup_file(&pod, &id, "memory", "memory.swap.max");
+            assert_eq!(swap, "0", "swap limit");
+        }
+    } else if std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
         let memsw = cgroup_file(&pod, &id, "memory", "memory.memsw.limit_in_bytes");
         assert_eq!(memsw, (64u64 << 20).to_string(), "memory+swap limit");
     }

@@ -321,18 +321,69 @@ pub fn task_events(out: &str, id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs `ctr events` around `script`, returns what it printed.
+/// Runs `ctr events` around `script`, returns what it printed. `script` starts only
+/// once the subscription is live: a fixed wait was too short under TCG (the guest),
+/// where a slow `ctr events` missed the first events. Liveness is shown by a marker
+/// event of our own (`/namespaces/update`, from labelling the test namespace), which is
+/// published until seen and left out of the returned text.
 pub fn events_during(script: impl FnOnce()) -> String {
+    use std::io::BufRead;
+    const MARKER: &str = "/namespaces/update";
     let mut events = ctr(&["events"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = events.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains(MARKER) {
+                let _ = tx.send(line);
+            } else {
+                lines.push(line);
+            }
+        }
+        lines
+    });
+    let ns = env().ns.clone();
+    let mut n = 0;
+    let mut marker = || {
+        let start = std::time::Instant::now();
+        loop {
+            n += 1;
+            let o = run(&[
+                "namespaces",
+                "label",
+                &ns,
+                &format!("rshim-events-probe={n}"),
+            ]);
+            assert!(
+                o.status.success(),
+                "ctr namespaces label: {}",
+                text(&o.stderr)
+            );
+            if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "`ctr events` showed no event within 60 s"
+            );
+        }
+    };
+    marker();
     script();
-    std::thread::sleep(Duration::from_millis(500));
+    // The shim publishes from its own queue: a moment for what it still holds, then a
+    // marker after it, so everything containerd had by then has reached `ctr events`.
+    std::thread::sleep(Duration::from_millis(300));
+    marker();
     events.kill().unwrap();
-    text(&events.wait_with_output().unwrap().stdout)
+    let _ = events.wait();
+    let mut printed = reader.join().unwrap().join("\n");
+    printed.push('\n');
+    printed
 }
 
 /// `ctr run -d` of `cmd` under our runtime, with extra `ctr run` options, and
