@@ -6,23 +6,17 @@
 
 use std::path::{Component, Path, PathBuf};
 
-/// Mount points of the cgroup hierarchies (v1 and v2) of this mount namespace.
-fn hierarchies() -> std::io::Result<Vec<PathBuf>> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(parse_hierarchies(&info))
+/// Mount points of the cgroup hierarchies (v1 and v2) of this mount namespace,
+/// one per hierarchy, from runtime-core's mountinfo reader (which unescapes the
+/// kernel's octal escapes).
+fn hierarchies() -> Result<Vec<PathBuf>, String> {
+    runtime_core::cgroups::hierarchy::mounted()
+        .map(mount_points)
+        .map_err(|e| format!("cgroup hierarchies of /proc/self/mountinfo: {e}"))
 }
 
-fn parse_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split_whitespace().next()?;
-            let point = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2")
-                .then(|| PathBuf::from(point.replace("\\040", " ")))
-        })
-        .collect()
+fn mount_points(h: Vec<runtime_core::cgroups::hierarchy::Hierarchy>) -> Vec<PathBuf> {
+    h.into_iter().map(|h| h.mount).collect()
 }
 
 /// The relative path under a hierarchy: no `..`, so it cannot leave it.
@@ -49,7 +43,7 @@ fn relative(cgroup: &str) -> Result<PathBuf, String> {
 /// Moves process `pid` into `cgroup` in every hierarchy that has it.
 pub fn join(cgroup: &str, pid: u32) -> Result<(), String> {
     let rel = relative(cgroup)?;
-    let roots = hierarchies().map_err(|e| format!("read /proc/self/mountinfo: {e}"))?;
+    let roots = hierarchies()?;
     let mut joined = 0;
     for root in &roots {
         let dir = root.join(&rel);
@@ -87,7 +81,7 @@ mod tests {
 33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
 40 23 0:40 / /proc rw - proc proc rw";
         assert_eq!(
-            parse_hierarchies(info),
+            mount_points(runtime_core::cgroups::hierarchy::parse_mountinfo(info)),
             [
                 PathBuf::from("/sys/fs/cgroup/unified"),
                 PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
