@@ -43,6 +43,29 @@ pub use restore::{parse_descriptors, restore, restore_args, Plan, RestoreOpts, W
 /// host's (external mounts to CRIU), besides the spec's own.
 const USERNS_DEVICES: &[&str] = &["null", "zero", "full", "tty", "random", "urandom"];
 
+/// The device nodes a container with a user namespace has as binds of the host's
+/// (it cannot mknod them): the default ones and the spec's, FIFOs excepted (made,
+/// not bound). CRIU must be told of each as an external mount, on dump and restore.
+fn userns_device_paths(linux: Option<&oci_spec::runtime::Linux>) -> Vec<std::path::PathBuf> {
+    let userns = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+        });
+    if !userns {
+        return Vec::new();
+    }
+    let defaults = USERNS_DEVICES.iter().map(|d| Path::new("/dev").join(d));
+    let spec = linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|d| d.typ() != oci_spec::runtime::LinuxDeviceType::P)
+        .map(|d| d.path().clone());
+    defaults.chain(spec).collect()
+}
+
 /// What containerd asks of a checkpoint (runc's CheckpointOptions).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DumpOpts {
@@ -175,24 +198,8 @@ pub fn dump_args(
         }
     }
     let namespaces = linux.and_then(|l| l.namespaces().as_ref());
-    let userns = namespaces.is_some_and(|ns| {
-        ns.iter()
-            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User)
-    });
-    if userns {
-        for d in USERNS_DEVICES {
-            let p = Path::new("/dev").join(d);
-            ext(&p, &p);
-        }
-        for d in linux
-            .and_then(|l| l.devices().as_ref())
-            .into_iter()
-            .flatten()
-        {
-            if d.typ() != oci_spec::runtime::LinuxDeviceType::P {
-                ext(d.path(), d.path());
-            }
-        }
+    for p in userns_device_paths(linux) {
+        ext(&p, &p);
     }
     for n in namespaces.into_iter().flatten() {
         let name = match n.typ() {

@@ -151,20 +151,8 @@ pub fn restore_args(spec: &Spec, w: &Where, image_dir: &Path, work_dir: &Path) -
         ext(Path::new("/dev/null"), Path::new("/dev/null"));
     }
     let namespaces = linux.and_then(|l| l.namespaces().as_ref());
-    if namespaces.is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User)) {
-        for d in super::USERNS_DEVICES {
-            let p = Path::new("/dev").join(d);
-            ext(&p, &p);
-        }
-        for d in linux
-            .and_then(|l| l.devices().as_ref())
-            .into_iter()
-            .flatten()
-        {
-            if d.typ() != oci_spec::runtime::LinuxDeviceType::P {
-                ext(d.path(), d.path());
-            }
-        }
+    for p in super::userns_device_paths(linux) {
+        ext(&p, &p);
     }
     let mut inherit = Vec::new();
     for n in namespaces.into_iter().flatten() {

@@ -311,3 +311,24 @@ fn descriptors_are_runcs_json_list() {
     );
     assert!(parse_descriptors("{}").is_err());
 }
+
+/// With a user namespace the default device nodes and the spec's (FIFOs excepted:
+/// those are made, not bound) are external mounts, on dump and on restore alike;
+/// without one there are none.
+#[test]
+fn userns_device_binds_are_external_mounts() {
+    let userns = spec(
+        r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},
+         "linux":{"namespaces":[{"type":"user"},{"type":"mount"}],
+          "devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229},
+                     {"path":"/dev/pipe","type":"p"}]}}"#,
+    );
+    let paths = userns_device_paths(userns.linux().as_ref());
+    let want: Vec<std::path::PathBuf> =
+        ["null", "zero", "full", "tty", "random", "urandom", "fuse"]
+            .iter()
+            .map(|d| Path::new("/dev").join(d))
+            .collect();
+    assert_eq!(paths, want);
+    assert!(userns_device_paths(spec(SPEC).linux().as_ref()).is_empty());
+}
