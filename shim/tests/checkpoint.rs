@@ -104,16 +104,21 @@ fn criu_processes() -> Vec<i32> {
     v
 }
 
-/// The image files (kinds, without the pid suffix) of a dump.
+/// The image files (kinds, without the pid or mount-id suffix) of a dump: `core-N`,
+/// and `tmpfs-dev-N.tar.gz` for a tmpfs's contents (CRIU names those by mount id,
+/// which differs from dump to dump).
 fn layout(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .map(|n| {
-            let stem = n.trim_end_matches(".img");
+            let (stem, ext) = match n.strip_suffix(".tar.gz.img") {
+                Some(s) => (s, ".tar.gz"),
+                None => (n.trim_end_matches(".img"), ""),
+            };
             match stem.rsplit_once('-') {
-                Some((k, n)) if n.chars().all(|c| c.is_ascii_digit()) => format!("{k}-N"),
+                Some((k, d)) if d.chars().all(|c| c.is_ascii_digit()) => format!("{k}-N{ext}"),
                 _ => n.clone(),
             }
         })
